@@ -1,0 +1,1 @@
+"""Index building: read documents, chunk them, embed the chunks, write the index atomically."""

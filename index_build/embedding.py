@@ -1,0 +1,14 @@
+"""Embedding: chunk texts -> L2-normalized vectors with the sentence embedder."""
+
+from __future__ import annotations
+
+from rag.model_loading import Embedder, Vectors
+from rag.types import Chunk
+
+# Below this many chunks a progress bar is noise.
+PROGRESS_MIN_CHUNKS = 256
+
+
+def embed_chunks(chunks: list[Chunk], embedder: Embedder, progress: bool) -> Vectors:
+    texts = [chunk.text for chunk in chunks]
+    return embedder.encode(texts, progress=progress and len(texts) >= PROGRESS_MIN_CHUNKS)

@@ -1,0 +1,132 @@
+"""Writing the index atomically.
+
+A build is written into a fresh hidden folder beside the configured index path, then published by
+pointing the index path (a symbolic link) at it with one ``os.replace``: readers see either the
+old index or the new one, never a mix, and a crash at any point leaves the old index in place.
+Older builds and leftovers of crashed builds are removed after a successful swap. A lock file
+serializes concurrent builds of the same index.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rag import index_store
+from rag.errors import InputError
+from rag.model_loading import Vectors
+from rag.types import Chunk, Document
+
+HNSW_NEIGHBORS = 32
+HNSW_EF_CONSTRUCTION = 80
+
+
+def dense_index_kind(chunk_count: int, ann_threshold: int) -> str:
+    """Exact search while it is fast enough, HNSW above the threshold (see README, Performance)."""
+    return "flat" if chunk_count < ann_threshold else f"hnsw{HNSW_NEIGHBORS}"
+
+
+@contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = index_dir.parent / f".{index_dir.name}.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def write_index(
+    index_dir: Path,
+    manifest: index_store.Manifest,
+    documents: list[Document],
+    chunks: list[Chunk],
+    vectors: Vectors,
+) -> Path:
+    """Write a complete build beside ``index_dir`` and swap it in; returns the build folder."""
+    _ensure_replaceable(index_dir)
+    parent = index_dir.parent
+    staging = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}-", suffix=".tmp", dir=parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it private; an index is meant to be shared
+        _write_files(staging, manifest, documents, chunks, vectors)
+        build = staging.with_suffix("")  # drop ".tmp": complete builds carry no suffix
+        os.rename(staging, build)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _point_link(index_dir, build)
+    _remove_stale_builds(index_dir, keep=build)
+    return build
+
+
+def _write_files(
+    folder: Path,
+    manifest: index_store.Manifest,
+    documents: list[Document],
+    chunks: list[Chunk],
+    vectors: Vectors,
+) -> None:
+    import bm25s
+    import faiss
+
+    from rag.lexical import terms
+
+    _write_jsonl(folder / index_store.DOCUMENTS, map(index_store.document_record, documents))
+    _write_jsonl(folder / index_store.CHUNKS, map(index_store.chunk_record, chunks))
+    faiss.write_index(_dense_index(vectors, manifest.dense_index), str(folder / index_store.DENSE))
+    lexical = bm25s.BM25()
+    lexical.index([terms(chunk.text) for chunk in chunks], show_progress=False)
+    lexical.save(str(folder / index_store.LEXICAL), show_progress=False)
+    # The manifest goes last: a folder without one is never mistaken for a finished build.
+    (folder / index_store.MANIFEST).write_text(
+        json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+
+
+def _dense_index(vectors: Vectors, kind: str) -> Any:
+    import faiss
+
+    dim = vectors.shape[1]
+    index: Any
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, HNSW_NEIGHBORS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    index.add(vectors)
+    return index
+
+
+def _write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False))
+            f.write("\n")
+
+
+def _ensure_replaceable(link: Path) -> None:
+    if link.exists() and not link.is_symlink():
+        raise InputError(
+            f"{link} exists and is not an index link made by `rag index build`: "
+            "move it away or choose another RAG_INDEX_DIR"
+        )
+
+
+def _point_link(link: Path, build: Path) -> None:
+    temporary = link.with_name(f".{link.name}.link-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    os.symlink(build.name, temporary)
+    os.replace(temporary, link)
+
+
+def _remove_stale_builds(link: Path, keep: Path) -> None:
+    for candidate in link.parent.glob(f".{link.name}-*"):
+        if candidate.is_dir() and candidate != keep:
+            shutil.rmtree(candidate, ignore_errors=True)

@@ -1,0 +1,182 @@
+"""Citation checking: does a passage really support the answer, and which sentence says it?
+
+Every sentence of every retrieved passage is scored against the claim (question + answer):
+
+* lexical: the share of the answer's *new* content terms (those not already in the question)
+  that the sentence contains, so "Toshimitsu Motegi" is supported only where that name appears;
+* semantic: cosine similarity of the claim and the sentence with the sentence embedder, which
+  catches paraphrases the lexical test misses.
+
+A passage's support is its best sentence (or pair of adjacent sentences, for answers that need
+both). The model's citations are kept only if they point at a passage it was given and that
+passage supports the answer; a passage the model forgot is added when it covers answer terms no
+kept citation covers. Each citation quotes the exact supporting source text by offsets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.lexical import terms
+from rag.model_loading import Embedder
+from rag.types import Citation, Passage, Span
+
+_TOKEN = re.compile(r"[^\W_]+(?:[.\-'’][^\W_]+)*")
+LEXICAL_WEIGHT = 0.7
+SEMANTIC_WEIGHT = 0.3
+
+
+@dataclass(frozen=True)
+class SentenceSupport:
+    passage: int  # 0-based index into the retrieved passages
+    span: Span
+    pair: bool  # two adjacent sentences rather than one
+    lexical: float
+    semantic: float
+    covered: frozenset[str]
+
+    @property
+    def score(self) -> float:
+        return LEXICAL_WEIGHT * self.lexical + SEMANTIC_WEIGHT * self.semantic
+
+
+@dataclass(frozen=True)
+class SupportReport:
+    """Citations that survived checking, plus the signals the refusal decision uses."""
+
+    citations: list[Citation]
+    best_support: float
+    answer_terms: frozenset[str]
+    missing_names: frozenset[str]  # names and numbers of the answer found in no passage
+
+
+class CitationChecker:
+    def __init__(self, embedder: Embedder, min_support: float) -> None:
+        self.embedder = embedder
+        self.min_support = min_support
+
+    def check(
+        self, question: str, answer: str, cited: list[int], passages: list[Passage]
+    ) -> SupportReport:
+        answer_terms = _new_terms(question, answer)
+        sentences = self._score_sentences(question, answer, answer_terms, passages)
+        best_per_passage = _best_per_passage(sentences)
+        supported = {
+            i: s for i, s in best_per_passage.items() if s.score >= self.min_support
+        }
+        chosen = [n - 1 for n in cited if n - 1 in supported]
+        chosen += _forgotten(supported, chosen, answer_terms)
+        passage_terms = frozenset(t for p in passages for t in terms(p.chunk.text))
+        return SupportReport(
+            citations=[
+                _citation(number, passages[i], supported[i])
+                for number, i in enumerate(chosen, start=1)
+            ],
+            best_support=max((s.score for s in best_per_passage.values()), default=0.0),
+            answer_terms=answer_terms,
+            missing_names=name_terms(answer) - passage_terms,
+        )
+
+    def _score_sentences(
+        self, question: str, answer: str, answer_terms: frozenset[str], passages: list[Passage]
+    ) -> list[SentenceSupport]:
+        candidates = [
+            (i, span, pair)
+            for i, passage in enumerate(passages)
+            for span, pair in _candidate_spans(passage)
+        ]
+        if not candidates or not answer.strip():
+            return []
+        texts = [_slice(passages[i], span) for i, span, _ in candidates]
+        vectors = self.embedder.encode([f"{question} {answer}", *texts])
+        semantic = np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
+        supports = []
+        for (i, span, pair), text, sim in zip(candidates, texts, semantic, strict=True):
+            covered = answer_terms & frozenset(terms(text))
+            lexical = len(covered) / len(answer_terms) if answer_terms else 0.0
+            supports.append(SentenceSupport(i, span, pair, lexical, float(sim), covered))
+        return supports
+
+
+def name_terms(text: str) -> frozenset[str]:
+    """Terms of capitalized words and numbers: the facts a model most often invents."""
+    return frozenset(
+        term
+        for word in _TOKEN.findall(text)
+        if word[0].isupper() or any(ch.isdigit() for ch in word)
+        for term in terms(word)
+    )
+
+
+def _new_terms(question: str, answer: str) -> frozenset[str]:
+    """Content terms the answer adds to the question; all of them if it adds none."""
+    answer_terms = frozenset(terms(answer))
+    new = answer_terms - frozenset(terms(question))
+    return new or answer_terms
+
+
+def _candidate_spans(passage: Passage) -> list[tuple[Span, bool]]:
+    """Each sentence, then each pair of adjacent sentences (flagged True)."""
+    sentences = list(passage.chunk.sentences)
+    pairs = [(a[0], b[1]) for a, b in itertools.pairwise(sentences)]
+    return [(span, False) for span in sentences] + [(span, True) for span in pairs]
+
+
+def _slice(passage: Passage, span: Span) -> str:
+    offset = passage.chunk.start
+    return passage.chunk.text[span[0] - offset : span[1] - offset]
+
+
+def _best_per_passage(sentences: list[SentenceSupport]) -> dict[int, SentenceSupport]:
+    """Each passage's best sentence; a sentence pair wins only by covering more answer terms."""
+    best: dict[int, SentenceSupport] = {}
+    for s in sentences:  # a passage's single sentences come before its pairs
+        current = best.get(s.passage)
+        if current is None:
+            best[s.passage] = s
+        elif s.pair and not current.pair:
+            if s.lexical > current.lexical:
+                best[s.passage] = s
+        elif s.score > current.score:
+            best[s.passage] = s
+    return best
+
+
+def _length(span: Span) -> int:
+    return span[1] - span[0]
+
+
+def _forgotten(
+    supported: dict[int, SentenceSupport], chosen: list[int], answer_terms: frozenset[str]
+) -> list[int]:
+    """Supporting passages that cover answer terms the chosen citations leave uncovered."""
+    covered: set[str] = set().union(*(supported[i].covered for i in chosen)) if chosen else set()
+    added: list[int] = []
+    ranked = sorted(supported, key=lambda i: -supported[i].score)
+    for i in ranked:
+        if i in chosen:
+            continue
+        gain = supported[i].covered - covered
+        if gain or (not chosen and not added):
+            added.append(i)
+            covered |= gain
+        if answer_terms <= covered:
+            break
+    return added
+
+
+def _citation(number: int, passage: Passage, support: SentenceSupport) -> Citation:
+    start, end = support.span
+    return Citation(
+        id=number,
+        chunk_id=passage.chunk.chunk_id,
+        source=passage.chunk.source,
+        start=start,
+        end=end,
+        quote=_slice(passage, support.span),
+        score=round(support.score, 4),
+    )

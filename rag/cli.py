@@ -1,0 +1,230 @@
+"""The ``rag`` command line: a thin layer over the index builder and ``Pipeline.ask``.
+
+All expected failures surface as ``RagError`` and are turned into a one-line message and exit
+code 2 in ``main``; anything else is an internal error (exit 1, traceback only with RAG_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.errors import IndexNotFoundError, InputError, ModelNotFoundError, RagError
+from rag.settings import Settings
+from rag.types import Answer
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+HISTORY_FILE = Path.home() / ".cache" / "grounded-rag" / "chat_history"
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(**_setting_flags(args))
+        command: Command = args.command
+        return command(args, settings)
+    except RagError as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the error boundary: no traceback for users
+        if os.environ.get("RAG_DEBUG"):
+            traceback.print_exc()
+        print(f"rag: internal error: {type(exc).__name__}: {exc} (RAG_DEBUG=1 shows details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("settings (each also readable from RAG_<NAME>)")
+    group.add_argument("--index-dir", type=Path, help="index folder (default var/index)")
+    group.add_argument("--llm", choices=["default", "small"], help="which bundled generator")
+    group.add_argument("--model-path", type=Path, help="any GGUF file; overrides --llm")
+    group.add_argument("--top-k", type=int, help="passages given to the model (default 4)")
+    group.add_argument("--prompt", help="prompt template name in prompts/ (default answer_v1)")
+    group.add_argument("--threads", dest="n_threads", type=int, help="CPU threads (0 = all)")
+
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Grounded question answering over local documents, offline."
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="build or describe the index")
+    index_commands = index.add_subparsers(required=True, metavar="ACTION")
+    build = index_commands.add_parser("build", parents=[common], help="index files or folders")
+    build.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                       help=".txt, .md, .html files or folders (default: the bundled article)")
+    build.add_argument("--chunk-tokens", type=int, help="max tokens per chunk")
+    build.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks")
+    build.set_defaults(command=cmd_index_build)
+    info = index_commands.add_parser("info", parents=[common], help="describe the index")
+    info.set_defaults(command=cmd_index_info)
+
+    ask = commands.add_parser("ask", parents=[common], help="answer one question")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print the Answer JSON")
+    ask.set_defaults(command=cmd_ask)
+
+    chat = commands.add_parser("chat", parents=[common], help="interactive questions")
+    chat.set_defaults(command=cmd_chat)
+
+    models = commands.add_parser("models", help="install or verify the generator models")
+    model_commands = models.add_subparsers(required=True, metavar="ACTION")
+    install = model_commands.add_parser("install", parents=[common],
+                                        help="assemble and verify the GGUF files")
+    install.add_argument("which", nargs="?", choices=["default", "small", "all"], default="all")
+    install.set_defaults(command=cmd_models_install)
+    verify = model_commands.add_parser("verify", parents=[common],
+                                       help="hash the installed GGUF files in full")
+    verify.add_argument("which", nargs="?", choices=["default", "small", "all"], default="all")
+    verify.set_defaults(command=cmd_models_verify)
+    return parser
+
+
+def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
+    names = ["index_dir", "llm", "model_path", "top_k", "prompt", "n_threads",
+             "chunk_tokens", "chunk_overlap"]
+    return {name: getattr(args, name, None) for name in names}
+
+
+def cmd_index_build(args: argparse.Namespace, settings: Settings) -> int:
+    from index_build.build import build_index
+
+    result = build_index(settings, args.paths, progress=sys.stderr.isatty())
+    m = result.manifest
+    if result.status == "unchanged":
+        print(f"Index at {result.index_dir} is up to date ({m.chunk_count} chunks).")
+    else:
+        print(f"Indexed {len(m.documents)} document(s) into {m.chunk_count} chunks at "
+              f"{result.index_dir} in {m.build_seconds:.1f} s.")
+    return EXIT_OK
+
+
+def cmd_index_info(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.index_store import read_manifest
+
+    print(json.dumps(read_manifest(settings.index_dir).to_dict(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    pipeline = _load_pipeline(settings)
+    answer = pipeline.ask(args.question)
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(format_answer(answer))
+    return EXIT_OK
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    _enable_history()
+    pipeline = _load_pipeline(settings)
+    print("Ask about the indexed documents. /quit exits.")
+    while True:
+        try:
+            question = input("\nyou> ").strip()
+        except EOFError:
+            print()
+            return EXIT_OK
+        if question in {"/quit", "/exit", "/q"}:
+            return EXIT_OK
+        if not question:
+            continue
+        try:
+            print(format_answer(pipeline.ask(question)))
+        except InputError as exc:
+            print(f"rag: {exc}")
+
+
+def cmd_models_install(args: argparse.Namespace, settings: Settings) -> int:
+    from rag import model_files
+
+    for name in _model_names(args.which):
+        spec = model_files.KNOWN_MODELS[name]
+        path = model_files.install(spec, settings.model_dir)
+        print(f"{name}: {spec.name} ready at {path}")
+    return EXIT_OK
+
+
+def cmd_models_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from rag import model_files
+
+    for name in _model_names(args.which):
+        spec = model_files.KNOWN_MODELS[name]
+        path = settings.model_dir / spec.filename
+        if not path.is_file():
+            raise ModelNotFoundError(
+                f"{name}: {path} is missing: {model_files.INSTALL_HINT}"
+            )
+        model_files.verify(path, spec)
+        print(f"{name}: {path} matches sha256 {spec.sha256[:12]}…")
+    return EXIT_OK
+
+
+def _model_names(which: str) -> list[str]:
+    return ["default", "small"] if which == "all" else [which]
+
+
+def _load_pipeline(settings: Settings) -> Any:
+    from rag.pipeline import Pipeline
+
+    _build_bundled_index_if_missing(settings)
+    return Pipeline.load(settings)
+
+
+def _build_bundled_index_if_missing(settings: Settings) -> None:
+    """A newcomer's first question just works: index the bundled article on first use."""
+    from rag.index_store import read_manifest
+
+    if settings.index_dir != Settings().index_dir:
+        return
+    try:
+        read_manifest(settings.index_dir)
+    except IndexNotFoundError:
+        from index_build.build import build_index
+
+        print(f"No index at {settings.index_dir} yet: indexing the bundled article first…",
+              file=sys.stderr)
+        build_index(settings)
+
+
+def format_answer(answer: Answer) -> str:
+    marks = "".join(f" [{c.id}]" for c in answer.citations)
+    lines = [answer.answer + marks]
+    for c in answer.citations:
+        lines.append(f"\n[{c.id}] {c.source}, characters {c.start}-{c.end}:")
+        lines.append(f'    "{" ".join(c.quote.split())}"')
+    return "\n".join(lines)
+
+
+def _enable_history() -> None:
+    try:
+        import readline
+    except ImportError:  # not every Python build has it; chat works without history
+        return
+    HISTORY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        readline.read_history_file(HISTORY_FILE)
+    except OSError:
+        pass
+    readline.set_history_length(1000)
+    import atexit
+
+    atexit.register(readline.write_history_file, HISTORY_FILE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

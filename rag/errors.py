@@ -1,0 +1,37 @@
+"""The exceptions the project raises on purpose.
+
+Each carries a message written for the person at the keyboard: what went wrong and what to do.
+They are turned into exit codes (CLI) and HTTP statuses (service) in one place each.
+"""
+
+
+class RagError(Exception):
+    """Base class: an expected failure with a message meant for the user."""
+
+
+class InputError(RagError):
+    """The caller asked for something invalid: an empty question, an unreadable file, a bad flag."""
+
+
+class SettingsError(InputError):
+    """A setting (environment variable or flag) has a value that cannot be used."""
+
+
+class IndexNotFoundError(RagError):
+    """No index exists at the configured location."""
+
+
+class IndexMismatchError(RagError):
+    """The index on disk was built with other models or an older format than this code expects."""
+
+
+class ModelNotFoundError(RagError):
+    """A model file or model package is missing."""
+
+
+class ModelIntegrityError(RagError):
+    """A model file does not match its published checksum."""
+
+
+class GenerationError(RagError):
+    """The generator failed or produced output that cannot be used."""

@@ -1,0 +1,155 @@
+"""Grounded generation: passages + question -> the model's draft answer and cited passages.
+
+The model answers in JSON constrained by a JSON schema, so its output always parses. It only
+generates what cannot be computed afterwards (its verdict, the answer text, passage numbers):
+spans and quotes are found later by the citation checker. Generation is always streamed so the
+same code path serves the CLI, the eval harness and the SSE endpoint; ``on_delta`` receives the
+answer text as it is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rag.errors import GenerationError
+from rag.model_loading import GeneratorModel
+from rag.prompts import PromptTemplate
+from rag.settings import Settings
+from rag.types import Passage
+
+DeltaCallback = Callable[[str], None]
+MAX_CITED = 3
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What the model said, before any checking."""
+
+    found: bool
+    answer: str
+    cited: list[int]  # 1-based passage numbers as shown in the prompt
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Generator:
+    def __init__(self, model: GeneratorModel, template: PromptTemplate, settings: Settings) -> None:
+        self.model = model
+        self.template = template
+        self.settings = settings
+
+    def generate(
+        self, question: str, passages: list[Passage], on_delta: DeltaCallback | None = None
+    ) -> Draft:
+        messages = self.template.messages(question, passages)
+        stream = self.model.llm.create_chat_completion(
+            messages=messages,  # type: ignore[arg-type]
+            temperature=0.0,
+            seed=self.settings.seed,
+            max_tokens=self.settings.max_answer_tokens,
+            response_format={"type": "json_object", "schema": answer_schema(len(passages))},
+            stream=True,
+        )
+        text = ""
+        streamer = AnswerStreamer()
+        completion_tokens = 0
+        for chunk in stream:
+            piece = str(chunk["choices"][0]["delta"].get("content") or "")  # type: ignore[index, union-attr]
+            if not piece:
+                continue
+            completion_tokens += 1
+            text += piece
+            delta = streamer.feed(text)
+            if delta and on_delta:
+                on_delta(delta)
+        return parse_draft(text, len(passages), completion_tokens, self.prompt_tokens(messages))
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        flat = "\n".join(m["content"] for m in messages)
+        return len(self.model.llm.tokenize(flat.encode(), add_bos=False, special=False))
+
+
+def answer_schema(passage_count: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "found": {"type": "boolean"},
+            "answer": {"type": "string"},
+            "cite": {
+                "type": "array",
+                "items": {"type": "integer", "enum": list(range(1, passage_count + 1))},
+                "maxItems": MAX_CITED,
+            },
+        },
+        "required": ["found", "answer", "cite"],
+    }
+
+
+def parse_draft(text: str, passage_count: int, completion_tokens: int, prompt_tokens: int) -> Draft:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        # Hitting max_tokens mid-answer leaves the JSON open; salvage the answer text.
+        data = _salvage(text)
+    if not isinstance(data, dict):
+        raise GenerationError(f"the model returned {text[:80]!r}, not a JSON object")
+    cited = data.get("cite") or []
+    numbers = [n for n in cited if isinstance(n, int) and 1 <= n <= passage_count]
+    return Draft(
+        found=bool(data.get("found", False)),
+        answer=str(data.get("answer", "")).strip(),
+        cited=list(dict.fromkeys(numbers)),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+
+
+def _salvage(text: str) -> dict[str, Any]:
+    streamer = AnswerStreamer()
+    answer = streamer.feed(text)
+    return {"found": '"found": true' in text or '"found":true' in text, "answer": answer}
+
+
+class AnswerStreamer:
+    """Extracts the ``answer`` string value from a growing JSON text, as decoded deltas."""
+
+    _KEY = '"answer"'
+
+    def __init__(self) -> None:
+        self._emitted = 0
+
+    def feed(self, text: str) -> str:
+        value = self._decoded_prefix(text)
+        delta = value[self._emitted :]
+        self._emitted = len(value)
+        return delta
+
+    def _decoded_prefix(self, text: str) -> str:
+        key = text.find(self._KEY)
+        if key < 0:
+            return ""
+        opening = text.find('"', key + len(self._KEY))
+        if opening < 0:
+            return ""
+        raw = self._raw_value(text, opening + 1)
+        return str(json.loads(f'"{raw}"'))
+
+    @staticmethod
+    def _raw_value(text: str, start: int) -> str:
+        """The raw characters of the string value up to its end or a safe cut point."""
+        i = start
+        while i < len(text):
+            ch = text[i]
+            if ch == '"':
+                return text[start:i]
+            if ch == "\\":
+                escape_len = 6 if text[i + 1 : i + 2] == "u" else 2
+                if i + escape_len > len(text):
+                    break
+                i += escape_len
+                continue
+            i += 1
+        return text[start:i]

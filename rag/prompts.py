@@ -1,0 +1,55 @@
+"""Prompt templates: files in ``prompts/`` with a ``[system]`` and a ``[user]`` section.
+
+The user section is a ``string.Template``: ``$passages`` and ``$question`` are filled in. The
+template's version (name plus a short hash of its text) is recorded in every answer and report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from rag.errors import SettingsError
+from rag.types import Passage
+
+_SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    version: str
+    system: str
+    user: Template
+
+    def messages(self, question: str, passages: list[Passage]) -> list[dict[str, str]]:
+        numbered = "\n\n".join(
+            f"[{number}] {passage.chunk.text}" for number, passage in enumerate(passages, 1)
+        )
+        user = self.user.substitute(passages=numbered, question=question)
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+
+def load_template(name: str, prompts_dir: Path) -> PromptTemplate:
+    path = prompts_dir / f"{name}.txt"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        available = ", ".join(sorted(p.stem for p in prompts_dir.glob("*.txt"))) or "none"
+        raise SettingsError(
+            f"prompt template {name!r} not found in {prompts_dir} (available: {available})"
+        ) from None
+    parts = _SECTION.split(text)
+    sections = dict(zip(parts[1::2], (body.strip() for body in parts[2::2]), strict=True))
+    if set(sections) != {"system", "user"}:
+        raise SettingsError(f"{path} must have exactly one [system] and one [user] section")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return PromptTemplate(
+        name=name,
+        version=f"{name}@{digest}",
+        system=sections["system"],
+        user=Template(sections["user"]),
+    )

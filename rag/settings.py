@@ -1,0 +1,152 @@
+"""One settings object for the whole project.
+
+Every field can be set from the environment as ``RAG_<FIELD NAME IN CAPITALS>`` (for example
+``RAG_TOP_K=6``) and most from CLI flags; the defaults work out of the box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rag.errors import SettingsError
+
+ENV_PREFIX = "RAG_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_CORPUS = PROJECT_ROOT / "corpus" / "gsomia_article.txt"
+PROMPTS_DIR = PROJECT_ROOT / "prompts"
+
+LlmChoice = Literal["default", "small"]
+
+
+def _default_model_dir() -> Path:
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home) / "grounded-rag" / "models"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where things live.
+    index_dir: Path = Path("var/index")
+    model_dir: Path = field(default_factory=_default_model_dir)
+    prompts_dir: Path = PROMPTS_DIR
+
+    # Generator: a known model by name, or any GGUF file by path (which wins when set).
+    llm: LlmChoice = "default"
+    model_path: Path | None = None
+    n_ctx: int = 2048
+    n_threads: int = 0  # 0 means one per core
+    n_batch: int = 512
+    seed: int = 0
+    max_answer_tokens: int = 96
+    prompt: str = "answer_v1"
+
+    # Chunking (tokens are cl100k_base tokens).
+    chunk_tokens: int = 120
+    chunk_overlap: int = 30
+
+    # Retrieval.
+    top_k: int = 4
+    candidates: int = 20
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    # Above this many chunks the index builder switches from exact to approximate search.
+    ann_threshold: int = 50_000
+
+    # Refusal and citation checking.
+    min_relevance: float = 0.25
+    min_support: float = 0.5
+
+    # Service.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_question_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[bool, str]] = [
+            (self.top_k >= 1, "top_k must be at least 1"),
+            (self.candidates >= self.top_k, "candidates must be at least top_k"),
+            (self.chunk_tokens >= 16, "chunk_tokens must be at least 16"),
+            (
+                0 <= self.chunk_overlap < self.chunk_tokens,
+                "chunk_overlap must be at least 0 and below chunk_tokens",
+            ),
+            (self.n_ctx >= 512, "n_ctx must be at least 512"),
+            (self.n_threads >= 0, "n_threads must be 0 (auto) or more"),
+            (self.max_answer_tokens >= 16, "max_answer_tokens must be at least 16"),
+            (self.max_question_chars >= 1, "max_question_chars must be at least 1"),
+            (self.rrf_k >= 1, "rrf_k must be at least 1"),
+            (self.dense_weight >= 0 and self.lexical_weight >= 0, "fusion weights must be >= 0"),
+            (self.dense_weight + self.lexical_weight > 0, "one fusion weight must be above 0"),
+            (self.ann_threshold >= 1, "ann_threshold must be at least 1"),
+            (0 < self.port < 65536, "port must be between 1 and 65535"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(f"invalid setting: {message}")
+
+    @property
+    def threads(self) -> int:
+        return self.n_threads or os.cpu_count() or 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``RAG_*`` environment variables, then explicit overrides (CLI flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, hints[f.name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def public(self) -> dict[str, Any]:
+        """The settings as plain JSON values, for reports and the index description."""
+        values = dataclasses.asdict(self)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+
+
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    env_name = ENV_PREFIX + name.upper()
+    target = _concrete_type(hint)
+    try:
+        if typing.get_origin(target) is Literal:
+            allowed = typing.get_args(target)
+            if raw not in allowed:
+                raise ValueError(f"expected one of {', '.join(allowed)}")
+            return raw
+        if target is Path:
+            return Path(raw).expanduser()
+        if target is bool:
+            return _parse_bool(raw)
+        return target(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{env_name}={raw!r} is not valid: {exc}") from None
+
+
+def _concrete_type(hint: Any) -> Any:
+    """``Path | None`` -> ``Path``; other hints pass through."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")

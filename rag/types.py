@@ -1,0 +1,97 @@
+"""The records that flow through the pipeline: Chunk -> Passage -> Citation -> Answer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A source text as read from disk; spans everywhere are character offsets into ``text``."""
+
+    doc_id: str
+    path: str
+    text: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole sentences of one document: ``text == document.text[start:end]``."""
+
+    chunk_id: str
+    source: str
+    start: int
+    end: int
+    text: str
+    # Absolute [start, end) spans of the sentences inside the chunk, for sentence-level quotes.
+    sentences: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with its fused rank score and its dense cosine similarity."""
+
+    chunk: Chunk
+    score: float
+    similarity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.chunk
+        return {
+            "chunk_id": c.chunk_id,
+            "source": c.source,
+            "start": c.start,
+            "end": c.end,
+            "text": c.text,
+            "score": round(self.score, 6),
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A verified pointer into a source: ``source_text[start:end] == quote``."""
+
+    id: int
+    chunk_id: str
+    source: str
+    start: int
+    end: int
+    quote: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Timings:
+    retrieve_s: float = 0.0
+    generate_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    answer: str
+    refused: bool
+    citations: list[Citation]
+    passages: list[Passage]
+    model: str
+    prompt: str
+    timings: Timings = field(default_factory=Timings)
+    # Which signal refused (see rag.refusal); kept out of the JSON contract, used in logs and eval.
+    refusal_reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "refused": self.refused,
+            "citations": [asdict(c) for c in self.citations],
+            "passages": [p.to_dict() for p in self.passages],
+            "model": self.model,
+            "prompt": self.prompt,
+            "timings": {k: round(v, 4) for k, v in asdict(self.timings).items()},
+        }
