@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,17 @@ def build_index(
         manifest = _manifest(documents, chunks, settings, fingerprint, embedder.dim, started)
         write_index(settings.index_dir, manifest, documents, chunks, vectors)
     return BuildResult("built", manifest, settings.index_dir)
+
+
+def ensure_default_index(settings: Settings, announce: Callable[[str], None]) -> None:
+    """A newcomer's first question just works: index the bundled article on first use.
+
+    Only at the default location: a missing custom RAG_INDEX_DIR is more likely a typo.
+    """
+    if settings.index_dir != Settings().index_dir or _current_manifest(settings.index_dir):
+        return
+    announce(f"No index at {settings.index_dir} yet: indexing the bundled article first…")
+    build_index(settings)
 
 
 def _fingerprint(documents: list[Document], settings: Settings) -> str:

@@ -9,7 +9,6 @@ them. A sentence longer than the limit is cut at token boundaries. Every chunk r
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -104,14 +103,24 @@ def _fit_sentence(text: str, span: Span, max_tokens: int) -> list[Span]:
     decoded, offsets = encoding.decode_with_offsets(tokens)
     if decoded != sentence:  # cannot map tokens back to characters: keep the sentence whole
         return [span]
-    cuts = [offsets[i] for i in range(0, len(tokens), max_tokens)] + [len(sentence)]
+    offsets.append(len(sentence))
     pieces = []
-    for left, right in itertools.pairwise(cuts):
+    first = 0
+    while first < len(tokens):
+        last = min(first + max_tokens, len(tokens))
+        # A cut can tokenize differently on its own; shrink until it fits.
+        while (
+            last - first > 1
+            and count_tokens(sentence[offsets[first] : offsets[last]].strip()) > max_tokens
+        ):
+            last -= 1
+        left, right = offsets[first], offsets[last]
         piece = sentence[left:right]
         trimmed_left = left + (len(piece) - len(piece.lstrip()))
         trimmed_right = right - (len(piece) - len(piece.rstrip()))
         if trimmed_right > trimmed_left:
             pieces.append((start + trimmed_left, start + trimmed_right))
+        first = last
     return pieces
 
 

@@ -1,11 +1,11 @@
 """Citation checking: does a passage really support the answer, and which sentence says it?
 
-Every sentence of every retrieved passage is scored against the claim (question + answer):
+Every sentence of every retrieved passage is scored against the question and the answer:
 
 * lexical: the share of the answer's *new* content terms (those not already in the question)
   that the sentence contains, so "Toshimitsu Motegi" is supported only where that name appears;
-* semantic: cosine similarity of the claim and the sentence with the sentence embedder, which
-  catches paraphrases the lexical test misses.
+* semantic: cosine similarity of the question and the sentence, which picks, among sentences
+  that mention the answer, the one that is about what was asked.
 
 A passage's support is its best sentence (or pair of adjacent sentences, for answers that need
 both). The model's citations are kept only if they point at a passage it was given and that
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.lexical import terms
+from rag.lexical import terms, words
 from rag.model_loading import Embedder
 from rag.types import Citation, Passage, Span
 
@@ -52,6 +52,11 @@ class SupportReport:
     best_support: float
     answer_terms: frozenset[str]
     missing_names: frozenset[str]  # names and numbers of the answer found in no passage
+    echoes_question: bool  # the answer adds nothing to the question's own words
+
+    @property
+    def evidence_text(self) -> str:
+        return " ".join(c.quote for c in self.citations)
 
 
 class CitationChecker:
@@ -62,14 +67,15 @@ class CitationChecker:
     def check(
         self, question: str, answer: str, cited: list[int], passages: list[Passage]
     ) -> SupportReport:
-        answer_terms = _new_terms(question, answer)
+        answer_terms, echoes = _new_terms(question, answer)
         sentences = self._score_sentences(question, answer, answer_terms, passages)
         best_per_passage = _best_per_passage(sentences)
         supported = {
             i: s for i, s in best_per_passage.items() if s.score >= self.min_support
         }
-        chosen = [n - 1 for n in cited if n - 1 in supported]
+        chosen = list(dict.fromkeys(n - 1 for n in cited if n - 1 in supported))
         chosen += _forgotten(supported, chosen, answer_terms)
+        chosen = _distinct_quotes(chosen, supported, passages)
         passage_terms = frozenset(t for p in passages for t in terms(p.chunk.text))
         return SupportReport(
             citations=[
@@ -79,6 +85,7 @@ class CitationChecker:
             best_support=max((s.score for s in best_per_passage.values()), default=0.0),
             answer_terms=answer_terms,
             missing_names=name_terms(answer) - passage_terms,
+            echoes_question=echoes,
         )
 
     def _score_sentences(
@@ -92,11 +99,11 @@ class CitationChecker:
         if not candidates or not answer.strip():
             return []
         texts = [_slice(passages[i], span) for i, span, _ in candidates]
-        vectors = self.embedder.encode([f"{question} {answer}", *texts])
+        vectors = self.embedder.encode([question, *texts])
         semantic = np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
         supports = []
         for (i, span, pair), text, sim in zip(candidates, texts, semantic, strict=True):
-            covered = answer_terms & frozenset(terms(text))
+            covered = answer_terms & frozenset(terms(text) + words(text))
             lexical = len(covered) / len(answer_terms) if answer_terms else 0.0
             supports.append(SentenceSupport(i, span, pair, lexical, float(sim), covered))
         return supports
@@ -112,11 +119,17 @@ def name_terms(text: str) -> frozenset[str]:
     )
 
 
-def _new_terms(question: str, answer: str) -> frozenset[str]:
-    """Content terms the answer adds to the question; all of them if it adds none."""
-    answer_terms = frozenset(terms(answer))
-    new = answer_terms - frozenset(terms(question))
-    return new or answer_terms
+def _new_terms(question: str, answer: str) -> tuple[frozenset[str], bool]:
+    """Content terms the answer adds to the question, and whether it adds none at all.
+
+    An answer made only of the question's words is an echo, except for a choice the question
+    itself offers ("before or after?").
+    """
+    # An answer made only of stop words ("before") is matched on its plain words.
+    answer_terms = frozenset(terms(answer)) or frozenset(words(answer))
+    new = answer_terms - frozenset(terms(question)) - frozenset(words(question))
+    offers_choice = " or " in f" {question.lower()} "
+    return (new or answer_terms), not new and not offers_choice
 
 
 def _candidate_spans(passage: Passage) -> list[tuple[Span, bool]]:
@@ -167,6 +180,20 @@ def _forgotten(
         if answer_terms <= covered:
             break
     return added
+
+
+def _distinct_quotes(
+    chosen: list[int], supported: dict[int, SentenceSupport], passages: list[Passage]
+) -> list[int]:
+    """Overlapping chunks can quote the same sentence twice: keep its first citation."""
+    seen: set[tuple[str, Span]] = set()
+    distinct = []
+    for i in chosen:
+        key = (passages[i].chunk.source, supported[i].span)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(i)
+    return distinct
 
 
 def _citation(number: int, passage: Passage, support: SentenceSupport) -> Citation:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.errors import IndexNotFoundError, InputError, ModelNotFoundError, RagError
+from rag.errors import InputError, ModelNotFoundError, RagError
 from rag.settings import Settings
 from rag.types import Answer
 
@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser("chat", parents=[common], help="interactive questions")
     chat.set_defaults(command=cmd_chat)
+
+    evaluate = commands.add_parser("eval", parents=[common], help="score a gold question set")
+    _add_eval_arguments(evaluate)
+    evaluate.set_defaults(command=cmd_eval)
 
     models = commands.add_parser("models", help="install or verify the generator models")
     model_commands = models.add_subparsers(required=True, metavar="ACTION")
@@ -149,6 +153,18 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
             print(f"rag: {exc}")
 
 
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from eval.runner import add_arguments
+
+    add_arguments(parser)
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from eval.runner import cmd_eval as run
+
+    return run(args, settings)
+
+
 def cmd_models_install(args: argparse.Namespace, settings: Settings) -> int:
     from rag import model_files
 
@@ -179,26 +195,11 @@ def _model_names(which: str) -> list[str]:
 
 
 def _load_pipeline(settings: Settings) -> Any:
+    from index_build.build import ensure_default_index
     from rag.pipeline import Pipeline
 
-    _build_bundled_index_if_missing(settings)
+    ensure_default_index(settings, announce=lambda msg: print(msg, file=sys.stderr))
     return Pipeline.load(settings)
-
-
-def _build_bundled_index_if_missing(settings: Settings) -> None:
-    """A newcomer's first question just works: index the bundled article on first use."""
-    from rag.index_store import read_manifest
-
-    if settings.index_dir != Settings().index_dir:
-        return
-    try:
-        read_manifest(settings.index_dir)
-    except IndexNotFoundError:
-        from index_build.build import build_index
-
-        print(f"No index at {settings.index_dir} yet: indexing the bundled article first…",
-              file=sys.stderr)
-        build_index(settings)
 
 
 def format_answer(answer: Answer) -> str:

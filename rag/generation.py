@@ -44,7 +44,7 @@ class Generator:
     def generate(
         self, question: str, passages: list[Passage], on_delta: DeltaCallback | None = None
     ) -> Draft:
-        messages = self.template.messages(question, passages)
+        messages = self.template.messages(question=question, passages=format_passages(passages))
         stream = self.model.llm.create_chat_completion(
             messages=messages,  # type: ignore[arg-type]
             temperature=0.0,
@@ -70,6 +70,10 @@ class Generator:
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         flat = "\n".join(m["content"] for m in messages)
         return len(self.model.llm.tokenize(flat.encode(), add_bos=False, special=False))
+
+
+def format_passages(passages: list[Passage]) -> str:
+    return "\n\n".join(f"[{n}] {p.chunk.text}" for n, p in enumerate(passages, start=1))
 
 
 def answer_schema(passage_count: int) -> dict[str, Any]:

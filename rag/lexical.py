@@ -40,8 +40,17 @@ def normalize(text: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    """Lowercased word tokens, stop words included (e.g. for span matching)."""
-    return _WORD.findall(normalize(text))
+    """Lowercased word tokens, stop words included.
+
+    A compound ("1910-45", "u.s", "you-geun") is kept whole and also split into its parts, so
+    "1910" matches "1910-45".
+    """
+    found = []
+    for word in _WORD.findall(normalize(text)):
+        found.append(word)
+        if "-" in word or "." in word:
+            found.extend(part for part in re.split(r"[.\-]", word) if part)
+    return found
 
 
 def stem(word: str) -> str:

@@ -83,13 +83,17 @@ def resolve_model_path(settings: Settings) -> tuple[Path, str]:
     return model_files.model_file(spec, settings.model_dir), spec.name
 
 
-def load_generator(settings: Settings) -> GeneratorModel:
+def load_generator(settings: Settings, n_ctx: int | None = None) -> GeneratorModel:
+    """A llama.cpp context on the configured GGUF file.
+
+    Several contexts on one file share its weights through mmap; each keeps its own KV cache.
+    """
     from llama_cpp import Llama
 
     path, name = resolve_model_path(settings)
     llm = Llama(
         model_path=str(path),
-        n_ctx=settings.n_ctx,
+        n_ctx=n_ctx or settings.n_ctx,
         n_batch=settings.n_batch,
         n_threads=settings.threads,
         n_threads_batch=settings.threads,

@@ -9,20 +9,31 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rag.citations import CitationChecker
 from rag.errors import InputError
 from rag.generation import DeltaCallback, Generator
 from rag.index_store import StoredIndex, load_index
+from rag.model_files import KNOWN_MODELS
 from rag.model_loading import Embedder, load_generator
 from rag.prompts import load_template
-from rag.refusal import REFUSAL_ANSWER, judge, out_of_scope
+from rag.refusal import REFUSAL_ANSWER, confirm, judge, out_of_scope
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.types import Answer, Passage, Timings
+from rag.verification import Verifier
 
 PassagesCallback = Callable[[list[Passage]], None]
 MAX_TOP_K = 20
+VERIFIER_CONTEXT = 1024
+
+
+def verification_threshold(settings: Settings) -> float:
+    """The configured verifier threshold, else the one calibrated for the chosen model."""
+    if settings.min_verification is not None:
+        return settings.min_verification
+    return KNOWN_MODELS["default" if settings.model_path else settings.llm].min_verification
 
 
 @dataclass
@@ -31,17 +42,26 @@ class Pipeline:
     retriever: Retriever
     generator: Generator
     checker: CitationChecker
+    verifier: Verifier | None
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Pipeline:
         template = load_template(settings.prompt, settings.prompts_dir)
         embedder = embedder or Embedder(settings.threads)
         index = load_index(settings.index_dir, embedder.name)
+        settings = settings.replace(min_verification=verification_threshold(settings))
+        verifier = None
+        if settings.min_verification:
+            verifier = Verifier(
+                load_generator(settings, n_ctx=VERIFIER_CONTEXT),
+                load_template(settings.verify_prompt, settings.prompts_dir),
+            )
         return cls(
             settings=settings,
             retriever=Retriever(index, embedder, settings),
             generator=Generator(load_generator(settings), template, settings),
             checker=CitationChecker(embedder, settings.min_support),
+            verifier=verifier,
         )
 
     @property
@@ -54,7 +74,10 @@ class Pipeline:
 
     @property
     def prompt_version(self) -> str:
-        return self.generator.template.version
+        versions = [self.generator.template.version]
+        if self.verifier is not None:
+            versions.append(self.verifier.template.version)
+        return "+".join(versions)
 
     def ask(
         self,
@@ -72,11 +95,20 @@ class Pipeline:
         if on_passages:
             on_passages(passages)
         answer, citations = REFUSAL_ANSWER, []
+        trace: dict[str, Any] = {}
         verdict = out_of_scope(passages, self.settings.min_relevance)
         if verdict is None:
             draft = self.generator.generate(question, passages, on_delta)
             support = self.checker.check(question, draft.answer, draft.cited, passages)
+            trace = {"draft": draft.answer, "found": draft.found, "cited": draft.cited,
+                     "evidence": support.evidence_text}
             verdict = judge(draft, support)
+            if not verdict.refused and self.verifier is not None:
+                probability = self.verifier.probability(
+                    question, draft.answer, support.evidence_text
+                )
+                trace["verification"] = round(probability, 4)
+                verdict = confirm(probability, self.settings.min_verification or 0.0)
             if not verdict.refused:
                 answer, citations = draft.answer, support.citations
         generated = time.perf_counter()
@@ -89,6 +121,7 @@ class Pipeline:
             model=self.model_name,
             prompt=self.prompt_version,
             refusal_reason=verdict.reason,
+            trace=trace,
             timings=Timings(
                 retrieve_s=retrieved - started,
                 generate_s=generated - retrieved,

@@ -1,7 +1,8 @@
 """Prompt templates: files in ``prompts/`` with a ``[system]`` and a ``[user]`` section.
 
-The user section is a ``string.Template``: ``$passages`` and ``$question`` are filled in. The
-template's version (name plus a short hash of its text) is recorded in every answer and report.
+The user section is a ``string.Template`` whose ``$fields`` the caller fills in (the answer
+prompt takes ``$passages`` and ``$question``). The template's version (name plus a short hash of
+its text) is recorded in every answer and report.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 from string import Template
 
 from rag.errors import SettingsError
-from rag.types import Passage
 
 _SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
 
@@ -25,11 +25,13 @@ class PromptTemplate:
     system: str
     user: Template
 
-    def messages(self, question: str, passages: list[Passage]) -> list[dict[str, str]]:
-        numbered = "\n\n".join(
-            f"[{number}] {passage.chunk.text}" for number, passage in enumerate(passages, 1)
-        )
-        user = self.user.substitute(passages=numbered, question=question)
+    def messages(self, **fields: str) -> list[dict[str, str]]:
+        try:
+            user = self.user.substitute(**fields)
+        except KeyError as exc:
+            raise SettingsError(
+                f"prompt {self.name} uses ${exc.args[0]}, which is not provided"
+            ) from None
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
 

@@ -33,9 +33,18 @@ def judge(draft: Draft, support: SupportReport) -> Verdict:
     """Refuse unless the model found an answer and the passages verifiably support it."""
     if not draft.found or not draft.answer:
         return Verdict(True, "model: says the passages do not contain the answer")
+    if support.echoes_question:
+        return Verdict(True, "grounding: the answer only repeats words of the question")
     if support.missing_names:
         missing = ", ".join(sorted(support.missing_names))
         return Verdict(True, f"grounding: names or numbers in no passage ({missing})")
     if not support.citations:
         return Verdict(True, f"grounding: no passage supports it (best {support.best_support:.2f})")
+    return Verdict(False, "")
+
+
+def confirm(probability: float, min_verification: float) -> Verdict:
+    """The verifier's judgement of the answer against its quoted evidence."""
+    if probability < min_verification:
+        return Verdict(True, f"verifier: P(supported) {probability:.2f} < {min_verification}")
     return Verdict(False, "")

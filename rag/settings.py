@@ -45,24 +45,28 @@ class Settings:
     n_batch: int = 512
     seed: int = 0
     max_answer_tokens: int = 96
-    prompt: str = "answer_v1"
+    prompt: str = "answer_v3"
+    verify_prompt: str = "verify_v1"
 
     # Chunking (tokens are cl100k_base tokens).
-    chunk_tokens: int = 120
-    chunk_overlap: int = 30
+    chunk_tokens: int = 80
+    chunk_overlap: int = 20
 
     # Retrieval.
     top_k: int = 4
     candidates: int = 20
     rrf_k: int = 60
     dense_weight: float = 1.0
-    lexical_weight: float = 1.0
+    lexical_weight: float = 1.5
     # Above this many chunks the index builder switches from exact to approximate search.
     ann_threshold: int = 50_000
 
     # Refusal and citation checking.
-    min_relevance: float = 0.25
+    min_relevance: float = 0.05
     min_support: float = 0.5
+    # Below this P(yes) from the verifier the answer is refused; 0 skips verification. Unset,
+    # the generator's own calibrated value is used (see rag.model_files.KNOWN_MODELS).
+    min_verification: float | None = None
 
     # Service.
     host: str = "127.0.0.1"

@@ -81,8 +81,10 @@ class Answer:
     model: str
     prompt: str
     timings: Timings = field(default_factory=Timings)
-    # Which signal refused (see rag.refusal); kept out of the JSON contract, used in logs and eval.
+    # Diagnostics kept out of the JSON contract, for logs and eval reports: which signal refused
+    # (see rag.refusal), and the draft the model wrote before checking.
     refusal_reason: str = ""
+    trace: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,1 @@
+"""The eval harness: gold questions, metrics, reports and the quality gate."""

@@ -1,0 +1,71 @@
+"""Gold question sets: one JSON object a line.
+
+``{"id", "question", "answers": [...], "evidence": [...], "answerable": bool}``; other keys (such
+as ``doc``) are allowed and ignored. ``evidence`` holds exact substrings of the documents.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.errors import InputError
+
+REQUIRED = {"id": str, "question": str, "answers": list, "evidence": list, "answerable": bool}
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    evidence: tuple[str, ...]
+    answerable: bool
+
+
+def load_gold(path: Path) -> list[GoldItem]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read gold file {path}: {exc.strerror or exc}") from None
+    items = [_item(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not items:
+        raise InputError(f"gold file {path} holds no questions")
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise InputError(f"gold file {path}: id {item.id!r} appears twice")
+        seen.add(item.id)
+    return items
+
+
+def select(
+    items: list[GoldItem], limit: int | None, sample: int | None, seed: int
+) -> list[GoldItem]:
+    """A fixed random ``sample`` (same seed, same questions), then the first ``limit``."""
+    if sample is not None and sample < len(items):
+        items = random.Random(seed).sample(items, sample)
+    return items[:limit] if limit is not None else items
+
+
+def _item(path: Path, number: int, line: str) -> GoldItem:
+    where = f"gold file {path}, line {number}"
+    try:
+        record: Any = json.loads(line)
+    except ValueError as exc:
+        raise InputError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    for key, kind in REQUIRED.items():
+        if not isinstance(record.get(key), kind):
+            raise InputError(f"{where}: {key!r} must be a {kind.__name__}")
+    return GoldItem(
+        id=record["id"],
+        question=record["question"],
+        answers=tuple(map(str, record["answers"])),
+        evidence=tuple(map(str, record["evidence"])),
+        answerable=record["answerable"],
+    )

@@ -1,0 +1,84 @@
+import pytest
+
+from rag.citations import CitationChecker
+from rag.index_store import StoredIndex
+from rag.model_loading import Embedder
+from rag.types import Passage
+from tests.conftest import ARTICLE
+
+
+def _passages(index: StoredIndex, *phrases: str) -> list[Passage]:
+    """The chunks holding each phrase, in that order, as retrieved passages."""
+    chosen = []
+    for phrase in phrases:
+        chunk = next(c for c in index.chunks if phrase in c.text)
+        chosen.append(Passage(chunk=chunk, score=0.0, similarity=0.5))
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def checker(embedder: Embedder) -> CitationChecker:
+    return CitationChecker(embedder, min_support=0.5)
+
+
+def test_supported_citation_quotes_the_exact_sentence(
+    checker: CitationChecker, article_index: StoredIndex
+) -> None:
+    passages = _passages(article_index, "Toshimitsu Motegi", "Doshisha University")
+    report = checker.check(
+        "Who is Japan's foreign minister?", "Toshimitsu Motegi", [1], passages
+    )
+    [citation] = report.citations
+    assert "Motegi" in citation.quote
+    assert ARTICLE[citation.start : citation.end] == citation.quote
+    assert citation.quote.startswith("Later in the day, Foreign Minister Toshimitsu Motegi")
+    assert citation.chunk_id == passages[0].chunk.chunk_id
+
+
+def test_citation_to_an_unrelated_passage_is_dropped(
+    checker: CitationChecker, article_index: StoredIndex
+) -> None:
+    passages = _passages(article_index, "Toshimitsu Motegi", "Doshisha University")
+    report = checker.check("Who is Japan's foreign minister?", "Toshimitsu Motegi", [2], passages)
+    assert [c.chunk_id for c in report.citations] == [passages[0].chunk.chunk_id]
+
+
+def test_forgotten_supporting_passage_is_added(
+    checker: CitationChecker, article_index: StoredIndex
+) -> None:
+    passages = _passages(article_index, "Doshisha University", "ballistic missiles")
+    report = checker.check(
+        "What secrets does GSOMIA let Tokyo and Seoul share?",
+        "ballistic missiles and nuclear development programs",
+        [],
+        passages,
+    )
+    assert [c.chunk_id for c in report.citations] == [passages[1].chunk.chunk_id]
+    assert "ballistic missiles" in report.citations[0].quote
+
+
+def test_invented_names_are_reported_missing(
+    checker: CitationChecker, article_index: StoredIndex
+) -> None:
+    passages = _passages(article_index, "Blue House", "Yonhap")
+    report = checker.check("Who is South Korea's president?", "Moon Jae-in", [1], passages)
+    assert report.missing_names >= {"moon", "jae-in"}
+    assert report.citations == []
+
+
+def test_an_answer_that_only_repeats_the_question_is_an_echo(
+    checker: CitationChecker, article_index: StoredIndex
+) -> None:
+    passages = _passages(article_index, "Yonhap")
+    echo = checker.check("What is the name of the Yonhap reporter?", "Yonhap", [1], passages)
+    assert echo.echoes_question
+    choice = checker.check("Did it happen before or after?", "before", [1], passages)
+    assert not choice.echoes_question
+
+
+def test_out_of_range_and_duplicate_numbers_never_become_citations(
+    checker: CitationChecker, article_index: StoredIndex
+) -> None:
+    passages = _passages(article_index, "Toshimitsu Motegi")
+    report = checker.check("Who is Japan's foreign minister?", "Motegi", [1, 1, 7], passages)
+    assert [c.id for c in report.citations] == [1]

@@ -1,0 +1,140 @@
+"""The `rag` command as a user runs it: a real subprocess, real exit codes, no tracebacks."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.index_store import MANIFEST
+from rag.settings import Settings
+from tests.conftest import ARTICLE
+
+RAG = [sys.executable, "-m", "rag.cli"]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RAG, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600, check=False
+    )
+
+
+@pytest.fixture
+def env(settings: Settings, article_index: object) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RAG_INDEX_DIR": str(settings.index_dir),
+        "RAG_MODEL_DIR": str(settings.model_dir),
+        "RAG_LLM": "small",
+    }
+
+
+def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.llm
+def test_ask_json_prints_the_answer_contract(env: dict[str, str]) -> None:
+    result = run("ask", "--json", "Who is Japan's foreign minister quoted in the article?", env=env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert "Motegi" in answer["answer"] and answer["refused"] is False
+    citation = answer["citations"][0]
+    assert ARTICLE[citation["start"] : citation["end"]] == citation["quote"]
+
+
+@pytest.mark.llm
+def test_ask_prints_numbered_citations(env: dict[str, str]) -> None:
+    result = run("ask", "Where did Motegi talk to reporters?", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "[1] gsomia_article.txt, characters" in result.stdout
+
+
+@pytest.mark.llm
+def test_chat_answers_until_quit(env: dict[str, str], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*RAG, "chat"], input="Where did Motegi talk to reporters?\n/quit\n", capture_output=True,
+        text=True, env={**env, "HOME": str(tmp_path)}, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Nagoya" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "   "], "the question is empty"),
+        (["index", "build", "/no/such/file.txt"], "no such file or folder"),
+        (["ask", "hi", "--top-k", "0"], "top_k must be at least 1"),
+        (["ask", "hi", "--prompt", "nope"], "prompt template 'nope' not found"),
+        (["eval", "--gold", "/no/such/gold.jsonl"], "cannot read gold file"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(
+    env: dict[str, str], args: list[str], message: str
+) -> None:
+    result = run(*args, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    _no_traceback(result)
+
+
+def test_unreadable_file_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9".encode("latin-1"))
+    result = run("index", "build", str(bad), env={**env, "RAG_INDEX_DIR": str(tmp_path / "i")})
+    assert result.returncode == 2
+    assert "not UTF-8" in result.stderr
+    _no_traceback(result)
+
+
+def test_bad_setting_in_the_environment_exits_2(env: dict[str, str]) -> None:
+    result = run("ask", "hi", env={**env, "RAG_TOP_K": "many"})
+    assert result.returncode == 2
+    assert "RAG_TOP_K='many' is not valid" in result.stderr
+
+
+def test_index_built_with_other_models_exits_2(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    copy = tmp_path / "index"
+    shutil.copytree(settings.index_dir.resolve(), copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["embed_model"] = "bge-small-en"
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    result = run("ask", "Who is Motegi?", env={**env, "RAG_INDEX_DIR": str(copy)})
+    assert result.returncode == 2
+    assert "built with embedding model 'bge-small-en'" in result.stderr
+    _no_traceback(result)
+
+
+def test_missing_custom_index_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    result = run("ask", "Who is Motegi?", env={**env, "RAG_INDEX_DIR": str(tmp_path / "none")})
+    assert result.returncode == 2
+    assert "rag index build" in result.stderr
+
+
+def test_index_build_then_unchanged(tmp_path: Path) -> None:
+    env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index")}
+    first = run("index", "build", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "Indexed 1 document(s)" in first.stdout
+    second = run("index", "build", env=env)
+    assert "is up to date" in second.stdout
+    info = json.loads(run("index", "info", env=env).stdout)
+    assert info["documents"][0]["doc_id"] == "gsomia_article.txt"
+
+
+@pytest.mark.llm
+def test_first_question_builds_the_bundled_index_at_the_default_location(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAG_INDEX_DIR"}
+    result = run("ask", "Where did Motegi talk to reporters?", env={**env, "RAG_LLM": "small"},
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "indexing the bundled article first" in result.stderr
+    assert (tmp_path / "var" / "index" / MANIFEST).is_file()
