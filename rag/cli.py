@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", parents=[common], help="interactive questions")
     chat.set_defaults(command=cmd_chat)
 
+    serve = commands.add_parser("serve", parents=[common], help="run the HTTP service")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.set_defaults(command=cmd_serve)
+
     evaluate = commands.add_parser("eval", parents=[common], help="score a gold question set")
     _add_eval_arguments(evaluate)
     evaluate.set_defaults(command=cmd_eval)
@@ -99,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
     names = ["index_dir", "llm", "model_path", "top_k", "prompt", "n_threads",
-             "chunk_tokens", "chunk_overlap"]
+             "chunk_tokens", "chunk_overlap", "host", "port"]
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -151,6 +156,26 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
             print(format_answer(pipeline.ask(question)))
         except InputError as exc:
             print(f"rag: {exc}")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    import uvicorn
+
+    from rag.http_app import create_app
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    service_log = logging.getLogger("rag")
+    service_log.addHandler(handler)
+    service_log.setLevel(logging.INFO)
+    service_log.propagate = False
+    print(f"Serving on http://{settings.host}:{settings.port} (docs at /schema); "
+          "loading the index and models…", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level="warning", access_log=False)
+    return EXIT_OK
 
 
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:

@@ -101,7 +101,8 @@ class Pipeline:
             draft = self.generator.generate(question, passages, on_delta)
             support = self.checker.check(question, draft.answer, draft.cited, passages)
             trace = {"draft": draft.answer, "found": draft.found, "cited": draft.cited,
-                     "evidence": support.evidence_text}
+                     "evidence": support.evidence_text, "prompt_tokens": draft.prompt_tokens,
+                     "completion_tokens": draft.completion_tokens}
             verdict = judge(draft, support)
             if not verdict.refused and self.verifier is not None:
                 probability = self.verifier.probability(

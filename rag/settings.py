@@ -72,6 +72,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_question_chars: int = 2000
+    # Requests allowed to wait for the model; more get HTTP 503 with Retry-After.
+    max_queue: int = 16
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -86,6 +88,7 @@ class Settings:
             (self.n_threads >= 0, "n_threads must be 0 (auto) or more"),
             (self.max_answer_tokens >= 16, "max_answer_tokens must be at least 16"),
             (self.max_question_chars >= 1, "max_question_chars must be at least 1"),
+            (self.max_queue >= 1, "max_queue must be at least 1"),
             (self.rrf_k >= 1, "rrf_k must be at least 1"),
             (self.dense_weight >= 0 and self.lexical_weight >= 0, "fusion weights must be >= 0"),
             (self.dense_weight + self.lexical_weight > 0, "one fusion weight must be above 0"),

@@ -1,0 +1,213 @@
+"""The real service: `rag serve` in a subprocess on 127.0.0.1, real models, a real HTTP client."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from rag.settings import Settings
+from tests.conftest import ARTICLE
+
+pytestmark = pytest.mark.llm
+
+QUESTION = "Who is Japan's foreign minister quoted in the article?"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, url: str, process: subprocess.Popen[str], readiness: list[int]) -> None:
+        self.url = url
+        self.process = process
+        self.readiness = readiness  # /readyz statuses seen while starting
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings, article_index: object) -> Iterator[Server]:
+    port = _free_port()
+    env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_LLM": "small",
+           "RAG_MODEL_DIR": str(settings.model_dir), "RAG_MAX_QUEUE": "4"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    readiness: list[int] = []
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            try:
+                readiness.append(httpx.get(f"{url}/readyz", timeout=2).status_code)
+                if readiness[-1] == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "the server exited while starting"
+            time.sleep(0.2)
+        assert readiness and readiness[-1] == 200, "the service never became ready"
+        yield Server(url, process, readiness)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_readyz_flips_to_200_after_loading(server: Server) -> None:
+    assert server.readiness[0] == 503
+    assert server.readiness[-1] == 200
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+
+
+def test_ask_answers_with_a_correct_citation(server: Server) -> None:
+    response = httpx.post(f"{server.url}/v1/ask", json={"question": QUESTION}, timeout=120)
+    assert response.status_code == 200
+    answer = response.json()
+    assert "Motegi" in answer["answer"] and answer["refused"] is False
+    assert any("Motegi" in c["quote"] for c in answer["citations"])
+    for c in answer["citations"]:
+        assert ARTICLE[c["start"] : c["end"]] == c["quote"]
+    assert set(answer) == {"question", "answer", "refused", "citations", "passages", "model",
+                           "prompt", "timings"}
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    event = None
+    for line in lines:
+        if line.startswith("event: "):
+            event = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            yield event or "message", json.loads(line.removeprefix("data: "))
+            event = None
+
+
+def test_stream_yields_passages_then_deltas_then_the_answer(server: Server) -> None:
+    with httpx.stream("POST", f"{server.url}/v1/ask/stream", json={"question": QUESTION},
+                      timeout=120) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = list(_sse_events(response.iter_lines()))
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "passages" and kinds[-1] == "answer"
+    assert "delta" in kinds
+    assert events[0][1]["passages"][0]["text"]
+    final = events[-1][1]
+    assert "Motegi" in final["answer"] and final["citations"]
+
+
+def test_openai_client_non_streaming(server: Server) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    completion = client.chat.completions.create(
+        model="local", messages=[{"role": "user", "content": QUESTION}]
+    )
+    assert completion.object == "chat.completion"
+    assert "Motegi" in (completion.choices[0].message.content or "")
+    assert completion.choices[0].finish_reason == "stop"
+    extra = completion.model_extra or {}
+    assert any("Motegi" in c["quote"] for c in extra["citations"])
+
+
+def test_openai_client_streaming(server: Server) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    stream = client.chat.completions.create(
+        model="local", stream=True,
+        messages=[{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": "Where did Motegi speak to reporters?"}],
+    )
+    chunks = list(stream)
+    assert all(chunk.object == "chat.completion.chunk" for chunk in chunks)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert "Nagoya" in text
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert (chunks[-1].model_extra or {})["citations"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "says"),
+    [
+        ({"question": ""}, None, 400, "empty"),
+        ({"question": "x" * 2001}, None, 400, "limit is 2000"),
+        ({"question": "Who?", "top_k": 0}, None, 400, "top_k"),
+        ({"top_k": 3}, None, 400, "question"),
+        ({"question": 42}, None, 400, "question"),
+        (b"{not json", {"content-type": "application/json"}, 400, ""),
+        (b"question=hi", {"content-type": "application/x-www-form-urlencoded"}, 415, "json"),
+    ],
+)
+def test_bad_input_gets_a_4xx_with_a_json_body(
+    server: Server, body: Any, headers: dict[str, str] | None, status: int, says: str
+) -> None:
+    kwargs: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
+    response = httpx.post(f"{server.url}/v1/ask", headers=headers, timeout=30, **kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert says.lower() in json.dumps(error).lower()
+    assert "Traceback" not in response.text
+
+
+def test_chat_without_a_user_message_is_400(server: Server) -> None:
+    response = httpx.post(f"{server.url}/v1/chat/completions",
+                          json={"messages": [{"role": "system", "content": "hi"}]})
+    assert response.status_code == 400
+    assert "role 'user'" in response.json()["error"]["message"]
+
+
+def test_unknown_route_is_a_json_404(server: Server) -> None:
+    response = httpx.get(f"{server.url}/v2/nothing")
+    assert response.status_code == 404
+    assert "error" in response.json()
+
+
+def test_index_description_and_openapi_schema(server: Server) -> None:
+    info = httpx.get(f"{server.url}/v1/index").json()
+    assert info["documents"][0]["doc_id"] == "gsomia_article.txt"
+    assert info["chunk_count"] > 0
+    assert info["models"] == {"embedding": "all-MiniLM-L6-v2",
+                              "generator": "qwen2.5-coder-0.5b-instruct"}
+    schema = httpx.get(f"{server.url}/schema/openapi.json").json()
+    assert "/v1/ask" in schema["paths"] and "/v1/chat/completions" in schema["paths"]
+
+
+def test_two_concurrent_requests_both_succeed_and_health_stays_fast(server: Server) -> None:
+    results: list[httpx.Response] = []
+
+    def ask(question: str) -> None:
+        results.append(httpx.post(f"{server.url}/v1/ask", json={"question": question},
+                                  timeout=120))
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in
+               ("Who is Taro Kono?", "Where does Yuki Asaba teach?")]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)  # both are now queued or generating
+    health_times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        health_times.append(time.perf_counter() - started)
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [200, 200]
+    assert max(health_times) < 0.5, health_times
+
+
+def test_a_client_that_disconnects_mid_stream_frees_the_model(server: Server) -> None:
+    with httpx.stream("POST", f"{server.url}/v1/ask/stream", json={"question": QUESTION},
+                      timeout=120) as response:
+        next(response.iter_lines())  # the first byte, then hang up
+    started = time.perf_counter()
+    response = httpx.post(f"{server.url}/v1/ask", json={"question": "Who is Taro Kono?"},
+                          timeout=120)
+    assert response.status_code == 200
+    assert time.perf_counter() - started < 30
