@@ -61,5 +61,12 @@ eval-squad: install
 	$(RAG) eval --gold $(SQUAD)/gold.jsonl --docs $(SQUAD)/docs $(SQUAD_SAMPLE) \
 		--json $(REPORTS)/squad-$(or $(LLM),default).json --llm $(or $(LLM),default)
 
+# Benchmarks print a table and write bench/results/latest.json (full: under 30 min; quick: minutes).
+bench: install
+	$(BIN)/python -m bench
+
+bench-quick: install
+	$(BIN)/python -m bench --quick
+
 clean:
 	rm -rf var $(REPORTS) .pytest_cache .mypy_cache .ruff_cache

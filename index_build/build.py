@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from index_build.chunking import TOKEN_ENCODING, chunk_documents
+from index_build.chunking import CHUNKER_VERSION, TOKEN_ENCODING, chunk_documents
 from index_build.embedding import embed_chunks
 from index_build.reading import read_documents
 from index_build.writing import build_lock, dense_index_kind, write_index
@@ -73,6 +73,7 @@ def _fingerprint(documents: list[Document], settings: Settings) -> str:
         "format": index_store.FORMAT_VERSION,
         "embed_model": EMBED_MODEL_NAME,
         "token_encoding": TOKEN_ENCODING,
+        "chunker": CHUNKER_VERSION,
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,
         "ann_threshold": settings.ann_threshold,

@@ -98,7 +98,7 @@ class CitationChecker:
         ]
         if not candidates or not answer.strip():
             return []
-        texts = [_slice(passages[i], span) for i, span, _ in candidates]
+        texts = [passages[i].chunk.slice(span) for i, span, _ in candidates]
         vectors = self.embedder.encode([question, *texts])
         semantic = np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
         supports = []
@@ -137,11 +137,6 @@ def _candidate_spans(passage: Passage) -> list[tuple[Span, bool]]:
     sentences = list(passage.chunk.sentences)
     pairs = [(a[0], b[1]) for a, b in itertools.pairwise(sentences)]
     return [(span, False) for span in sentences] + [(span, True) for span in pairs]
-
-
-def _slice(passage: Passage, span: Span) -> str:
-    offset = passage.chunk.start
-    return passage.chunk.text[span[0] - offset : span[1] - offset]
 
 
 def _best_per_passage(sentences: list[SentenceSupport]) -> dict[int, SentenceSupport]:
@@ -204,6 +199,6 @@ def _citation(number: int, passage: Passage, support: SentenceSupport) -> Citati
         source=passage.chunk.source,
         start=start,
         end=end,
-        quote=_slice(passage, support.span),
+        quote=passage.chunk.slice(support.span),
         score=round(support.score, 4),
     )

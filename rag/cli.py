@@ -165,6 +165,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from rag.http_app import create_app
 
+    _limit_malloc_arenas()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     service_log = logging.getLogger("rag")
@@ -176,6 +177,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level="warning", access_log=False)
     return EXIT_OK
+
+
+def _limit_malloc_arenas() -> None:
+    """Cap glibc's per-thread malloc arenas before worker threads start.
+
+    Each request thread otherwise grows its own arena: measured here, 16 concurrent clients took
+    the service from 1.0 to 2.4 GB RSS; with two arenas it stays at 1.45 GB (README, Performance).
+    """
+    import ctypes
+    import ctypes.util
+
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        m_arena_max = -8
+        ctypes.CDLL(libc_name).mallopt(m_arena_max, 2)
 
 
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:

@@ -45,12 +45,13 @@ class Generator:
         self, question: str, passages: list[Passage], on_delta: DeltaCallback | None = None
     ) -> Draft:
         messages = self.template.messages(question=question, passages=format_passages(passages))
+        numbers = list(range(1, len(passages) + 1))
         stream = self.model.llm.create_chat_completion(
             messages=messages,  # type: ignore[arg-type]
             temperature=0.0,
             seed=self.settings.seed,
             max_tokens=self.settings.max_answer_tokens,
-            response_format={"type": "json_object", "schema": answer_schema(len(passages))},
+            response_format={"type": "json_object", "schema": answer_schema(numbers)},
             stream=True,
         )
         text = ""
@@ -65,7 +66,10 @@ class Generator:
             delta = streamer.feed(text)
             if delta and on_delta:
                 on_delta(delta)
-        return parse_draft(text, len(passages), completion_tokens, self.prompt_tokens(messages))
+        return parse_draft(text, numbers, completion_tokens, self.prompt_tokens(messages))
+
+    def warm_up(self) -> None:
+        self.model.prime(self.template.messages(question="?", passages=""))
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         flat = "\n".join(m["content"] for m in messages)
@@ -76,7 +80,7 @@ def format_passages(passages: list[Passage]) -> str:
     return "\n\n".join(f"[{n}] {p.chunk.text}" for n, p in enumerate(passages, start=1))
 
 
-def answer_schema(passage_count: int) -> dict[str, Any]:
+def answer_schema(numbers: list[int]) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
@@ -84,7 +88,7 @@ def answer_schema(passage_count: int) -> dict[str, Any]:
             "answer": {"type": "string"},
             "cite": {
                 "type": "array",
-                "items": {"type": "integer", "enum": list(range(1, passage_count + 1))},
+                "items": {"type": "integer", "enum": numbers},
                 "maxItems": MAX_CITED,
             },
         },
@@ -92,7 +96,9 @@ def answer_schema(passage_count: int) -> dict[str, Any]:
     }
 
 
-def parse_draft(text: str, passage_count: int, completion_tokens: int, prompt_tokens: int) -> Draft:
+def parse_draft(
+    text: str, numbers: list[int], completion_tokens: int, prompt_tokens: int
+) -> Draft:
     try:
         data = json.loads(text)
     except ValueError:
@@ -101,11 +107,11 @@ def parse_draft(text: str, passage_count: int, completion_tokens: int, prompt_to
     if not isinstance(data, dict):
         raise GenerationError(f"the model returned {text[:80]!r}, not a JSON object")
     cited = data.get("cite") or []
-    numbers = [n for n in cited if isinstance(n, int) and 1 <= n <= passage_count]
+    shown = [n for n in cited if isinstance(n, int) and n in numbers]
     return Draft(
         found=bool(data.get("found", False)),
         answer=str(data.get("answer", "")).strip(),
-        cited=list(dict.fromkeys(numbers)),
+        cited=list(dict.fromkeys(shown)),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
     )

@@ -99,7 +99,9 @@ class Service:
 
         try:
             ensure_default_index(self.settings, announce=log.info)
-            self.pipeline = Pipeline.load(self.settings)
+            pipeline = Pipeline.load(self.settings)
+            pipeline.warm_up()
+            self.pipeline = pipeline
             self.loaded_at = time.time()
             load_s = round(self.loaded_at - self.started_at, 2)
             log.info(json.dumps({"event": "ready", "load_s": load_s}))

@@ -71,6 +71,10 @@ class GeneratorModel:
     llm: Llama
     name: str
 
+    def prime(self, messages: list[dict[str, str]]) -> None:
+        """Evaluate a prompt once: its prefix stays in the KV cache, the weights get paged in."""
+        self.llm.create_chat_completion(messages=messages, max_tokens=1)  # type: ignore[arg-type]
+
 
 def resolve_model_path(settings: Settings) -> tuple[Path, str]:
     """The GGUF file to load and a display name for it."""

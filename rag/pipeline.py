@@ -130,6 +130,13 @@ class Pipeline:
             ),
         )
 
+    def warm_up(self) -> None:
+        """Read both prompts' fixed prefixes into the KV caches and page the weights in, so the
+        first real question is as fast as the next ones."""
+        self.generator.warm_up()
+        if self.verifier is not None:
+            self.verifier.warm_up()
+
     def validate_question(self, question: str) -> str:
         question = question.strip()
         if not question:

@@ -30,6 +30,10 @@ class Chunk:
     # Absolute [start, end) spans of the sentences inside the chunk, for sentence-level quotes.
     sentences: tuple[Span, ...]
 
+    def slice(self, span: Span) -> str:
+        """The text of an absolute document span that lies inside this chunk."""
+        return self.text[span[0] - self.start : span[1] - self.start]
+
 
 @dataclass(frozen=True)
 class Passage:

@@ -48,6 +48,9 @@ class Verifier:
         )
         return captured[0] if captured else 0.0
 
+    def warm_up(self) -> None:
+        self.model.prime(self.template.messages(text="", question="?", answer=""))
+
     @cached_property
     def _yes_ids(self) -> list[int]:
         return self._token_ids(_YES)

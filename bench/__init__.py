@@ -1,0 +1,1 @@
+"""Benchmarks: latency, throughput, memory and scale against references (python -m bench)."""

@@ -1,0 +1,120 @@
+"""``python -m bench [--quick]``: all benchmarks in one run, a table, bench/results/latest.json.
+
+Each number is measured in this run next to its reference (the naive pipeline, the llama.cpp
+floor, encode-only embedding, exact search), so ratios compare like with like on this machine.
+Phases run one after another: two llama.cpp processes at once would slow each other down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from bench import build_speed, latency, report, scale, service
+from bench.naive import NaivePipeline
+from eval.gold import load_gold, select
+from index_build.build import build_index
+from rag.model_loading import Embedder
+from rag.pipeline import Pipeline
+from rag.settings import BUNDLED_CORPUS, PROJECT_ROOT, Settings
+
+RESULTS = PROJECT_ROOT / "bench" / "results"
+GOLD = PROJECT_ROOT / "eval" / "gold" / "article.jsonl"
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {"llm": "default", "questions": 40, "generated_chunks": 20_000,
+             "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 4, 4: 8, 16: 16},
+             "total_questions": 100},
+    "quick": {"llm": "small", "questions": 8, "generated_chunks": 2_000,
+              "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},
+              "total_questions": 30},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small model, fewer questions")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+    profile = PROFILES["quick" if args.quick else "full"]
+    started = time.perf_counter()
+    results: dict[str, Any] = {"profile": "quick" if args.quick else "full",
+                               "machine": _machine(), "started_at": _now()}
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as scratch:
+        work = Path(scratch)
+        settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RAG_MODEL_DIR"},
+                                     index_dir=work / "index", llm=profile["llm"])
+        embedder = Embedder(settings.threads)
+        build_index(settings, [BUNDLED_CORPUS], embedder)
+        questions = [g.question for g in select(load_gold(GOLD), None, profile["questions"], 13)]
+
+        _phase("index build throughput")
+        generated = work / "generated"
+        build_speed.generate_corpus(generated, profile["generated_chunks"])
+        results["index_build"] = [
+            build_speed.measure("bundled article", BUNDLED_CORPUS),
+            build_speed.measure("generated", generated, keep=work / "generated-index"),
+        ]
+
+        _phase("retrieval at scale")
+        base = _vectors(work / "generated-index")
+        results["retrieval_scale"] = scale.measure(base, embedder.encode(questions),
+                                                   profile["sizes"])
+        scale.plot(results["retrieval_scale"], str(RESULTS / "retrieval_scale.png"))
+
+        _phase("answer latency: pipeline, naive baseline, llama.cpp floor")
+        pipeline = Pipeline.load(settings, embedder)
+        naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder,
+                              pipeline.generator.model)
+        results["answer_latency"] = latency.measure(pipeline, naive, questions)
+        results["answer_latency"]["model"] = pipeline.model_name
+        del pipeline, naive
+
+        _phase("cold start and service under load")
+        env = {"RAG_INDEX_DIR": str(settings.index_dir), "RAG_LLM": profile["llm"],
+               "RAG_MODEL_DIR": str(settings.model_dir)}
+        results["cold_start_first_answer_s"] = service.cold_start_first_answer(env, questions[0])
+        results["service"] = service.measure(env, questions, profile["levels"],
+                                             profile["total_questions"])
+    results["duration_s"] = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(report.table(results))
+    print(f"\nwrote {args.out}")
+
+
+def _vectors(index_dir: Path) -> np.ndarray:
+    dense = faiss.read_index(str(index_dir.resolve() / "dense.faiss"))
+    return np.ascontiguousarray(dense.reconstruct_n(0, dense.ntotal), dtype=np.float32)
+
+
+def _machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "memory_gb": _memory_gb()}
+
+
+def _memory_gb() -> float:
+    with open("/proc/meminfo") as meminfo:
+        return round(int(meminfo.readline().split()[1]) / 1024 / 1024, 1)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _phase(name: str) -> None:
+    print(f"[bench {_now()}] {name}…", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The benchmark table printed at the end of ``python -m bench`` (markdown, pasteable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| measure | value | reference | ratio | target |", "|---|---|---|---|---|"]
+    add = lines.append
+    lat = results["answer_latency"]
+    add(f"| answer p50 ({lat['model']}, {lat['questions']} q) | {lat['pipeline_p50_s']:.2f} s | "
+        f"naive {lat['naive_p50_s']:.2f} s | {lat['ratio_pipeline_to_naive_p50']:.2f} | ≤ 0.5 |")
+    add(f"| answer p95 | {lat['pipeline_p95_s']:.2f} s | naive {lat['naive_p95_s']:.2f} s | | |")
+    add(f"| pipeline overhead p50 | {lat['overhead_p50_s']:.3f} s | llama.cpp floor "
+        f"{lat['floor_p50_s']:.2f} s | {lat['ratio_overhead_to_floor_p50']:.2f} | ≤ 0.10 |")
+    add(f"| time to first token after retrieval p50 | {lat['ttft_after_retrieval_p50_s']:.2f} s "
+        "| | | ≤ 0.5 s |")
+    add(f"| cold start to first answer (`rag ask`) | {results['cold_start_first_answer_s']:.1f} s"
+        " | | | |")
+    svc = results["service"]
+    add(f"| cold start to /readyz (`rag serve`) | {svc['cold_start_to_ready_s']:.1f} s | | | |")
+    for build in results["index_build"]:
+        add(f"| index build, {build['corpus']} ({build['chunks']} chunks) | "
+            f"{build['build_chunks_per_s']:.0f} chunks/s | encode only "
+            f"{build['encode_only_chunks_per_s']:.0f} chunks/s | "
+            f"{build['ratio_build_to_encode']:.2f} | ≥ 0.9 |")
+        add(f"| index build peak RSS, {build['corpus']} | {build['build_peak_rss_mb']:.0f} MB | "
+            f"encode only {build['encode_peak_rss_mb']:.0f} MB | | |")
+    for size in results["retrieval_scale"]["sizes"]:
+        add(f"| dense search p50, {size['vectors']:,} vectors | HNSW {size['hnsw_p50_ms']:.2f} ms,"
+            f" recall@10 {size['hnsw_recall_at_10']:.3f} | exact {size['flat_p50_ms']:.2f} ms | "
+            f"{size['hnsw_p50_ms'] / size['flat_p50_ms']:.2f} | < 20 ms, ≥ 0.95 |")
+    for level in svc["throughput"]:
+        add(f"| service, {level['clients']} clients ({level['requests']} requests) | "
+            f"{level['requests_per_s']:.2f} req/s, p50 {level['p50_s']:.1f} s, p95 "
+            f"{level['p95_s']:.1f} s | errors {level['errors']}, 503 {level['rejected_503']} | | "
+            "0 errors |")
+    mem = svc["memory"]
+    add(f"| service RSS after load → after {mem['after_questions']} questions | "
+        f"{mem['after_load_rss_mb']:.0f} → {mem['after_questions_rss_mb']:.0f} MB | peak "
+        f"{mem['peak_rss_mb']:.0f} MB | growth {mem['growth_mb']:+.0f} MB | no growth |")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""The service under load: cold start, throughput with concurrent clients, memory over time.
+
+A real ``rag serve`` process on loopback, driven by real HTTP clients; memory is read from
+``/proc/<pid>/status`` (VmRSS now, VmHWM the peak).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import cycle, islice
+from typing import Any
+
+import httpx
+
+from eval.metrics import percentile
+
+
+@dataclass
+class RunningServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    ready_s: float
+
+    def memory_mb(self) -> dict[str, float]:
+        fields = {}
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in {"VmRSS", "VmHWM"}:
+                    fields[key] = int(value.split()[0]) / 1024
+        return {"rss_mb": fields["VmRSS"], "peak_rss_mb": fields["VmHWM"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(env: dict[str, str]) -> Iterator[RunningServer]:
+    port = _free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError("rag serve exited during start-up")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        yield RunningServer(url, process, time.perf_counter() - started)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _ask(url: str, question: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    response = httpx.post(f"{url}/v1/ask", json={"question": question}, timeout=600)
+    return response.status_code, time.perf_counter() - started
+
+
+def load_level(server: RunningServer, clients: int, questions: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        results = list(pool.map(lambda q: _ask(server.url, q), questions))
+    wall = time.perf_counter() - started
+    ok = [t for status, t in results if status == 200]
+    return {
+        "clients": clients,
+        "requests": len(results),
+        "requests_per_s": len(ok) / wall,
+        "p50_s": percentile(ok, 50),
+        "p95_s": percentile(ok, 95),
+        "errors": sum(status >= 500 and status != 503 for status, _ in results),
+        "rejected_503": sum(status == 503 for status, _ in results),
+        "client_errors": sum(400 <= status < 500 for status, _ in results),
+    }
+
+
+def measure(
+    env: dict[str, str], questions: list[str], levels: dict[int, int], total_questions: int
+) -> dict[str, Any]:
+    """Throughput per concurrency level, then memory before and after ``total_questions``."""
+    with serve(env) as server:
+        loaded = server.memory_mb()
+        source = cycle(questions)
+        throughput = [
+            load_level(server, clients, list(islice(source, requests)))
+            for clients, requests in levels.items()
+        ]
+        answered = sum(level["requests"] for level in throughput)
+        for question in islice(source, max(0, total_questions - answered)):
+            _ask(server.url, question)
+        after = server.memory_mb()
+        return {
+            "cold_start_to_ready_s": server.ready_s,
+            "throughput": throughput,
+            "memory": {
+                "after_load_rss_mb": loaded["rss_mb"],
+                "after_questions": max(total_questions, answered),
+                "after_questions_rss_mb": after["rss_mb"],
+                "peak_rss_mb": after["peak_rss_mb"],
+                "growth_mb": after["rss_mb"] - loaded["rss_mb"],
+            },
+        }
+
+
+def cold_start_first_answer(env: dict[str, str], question: str) -> float:
+    """Process start to first answer for `rag ask` (models and index loaded from disk)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rag.cli", "ask", question], env={**os.environ, **env},
+                   check=True, capture_output=True)
+    return time.perf_counter() - started
