@@ -33,7 +33,7 @@ GOLD = PROJECT_ROOT / "eval" / "gold" / "article.jsonl"
 
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"llm": "default", "questions": 40, "generated_chunks": 20_000,
-             "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 4, 4: 8, 16: 16},
+             "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 10, 4: 8, 16: 16},
              "total_questions": 100},
     "quick": {"llm": "small", "questions": 8, "generated_chunks": 2_000,
               "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},

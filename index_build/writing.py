@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -19,18 +20,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag import index_store
 from rag.errors import InputError
 from rag.model_loading import Vectors
 from rag.types import Chunk, Document
 
-HNSW_NEIGHBORS = 32
-HNSW_EF_CONSTRUCTION = 80
+TRAINING_POINTS_PER_LIST = 50
+
+
+def ivf_lists(chunk_count: int) -> int:
+    """About sqrt(n) inverted lists, a power of two: 1,024 for a million vectors."""
+    return int(max(1, 2 ** round(math.log2(max(1.0, math.sqrt(chunk_count))))))
 
 
 def dense_index_kind(chunk_count: int, ann_threshold: int) -> str:
-    """Exact search while it is fast enough, HNSW above the threshold (see README, Performance)."""
-    return "flat" if chunk_count < ann_threshold else f"hnsw{HNSW_NEIGHBORS}"
+    """Exact search while it is fast enough, IVF above the threshold (see README, Performance)."""
+    return "flat" if chunk_count < ann_threshold else f"ivf{ivf_lists(chunk_count)}"
 
 
 @contextmanager
@@ -80,7 +87,7 @@ def _write_files(
 
     _write_jsonl(folder / index_store.DOCUMENTS, map(index_store.document_record, documents))
     _write_jsonl(folder / index_store.CHUNKS, map(index_store.chunk_record, chunks))
-    faiss.write_index(_dense_index(vectors, manifest.dense_index), str(folder / index_store.DENSE))
+    faiss.write_index(dense_index(vectors, manifest.dense_index), str(folder / index_store.DENSE))
     lexical = bm25s.BM25()
     lexical.index([terms(chunk.text) for chunk in chunks], show_progress=False)
     lexical.save(str(folder / index_store.LEXICAL), show_progress=False)
@@ -90,7 +97,7 @@ def _write_files(
     )
 
 
-def _dense_index(vectors: Vectors, kind: str) -> Any:
+def dense_index(vectors: Vectors, kind: str) -> Any:
     import faiss
 
     dim = vectors.shape[1]
@@ -98,10 +105,20 @@ def _dense_index(vectors: Vectors, kind: str) -> Any:
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     else:
-        index = faiss.IndexHNSWFlat(dim, HNSW_NEIGHBORS, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        lists = int(kind.removeprefix("ivf"))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(_training_sample(vectors, lists))
     index.add(vectors)
     return index
+
+
+def _training_sample(vectors: Vectors, lists: int) -> Vectors:
+    """k-means needs a few dozen points per list, not all of them: a fixed random sample."""
+    wanted = TRAINING_POINTS_PER_LIST * lists
+    if len(vectors) <= wanted:
+        return vectors
+    rows = np.random.default_rng(0).choice(len(vectors), size=wanted, replace=False)
+    return vectors[np.sort(rows)]
 
 
 def _write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:

@@ -12,8 +12,9 @@ from rag.model_loading import Embedder
 from rag.settings import Settings
 from rag.types import Passage
 
-# HNSW search breadth: enough for recall@10 >= 0.95 at a million vectors (see README).
-HNSW_EF_SEARCH = 128
+# Inverted lists searched per query in an IVF index: recall@10 >= 0.95 at a million vectors
+# in 1.6 ms here (README, Performance).
+IVF_PROBES = 32
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,9 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        if hasattr(index.dense, "hnsw"):
-            index.dense.hnsw.efSearch = HNSW_EF_SEARCH
+        if hasattr(index.dense, "nprobe"):
+            index.dense.nprobe = IVF_PROBES
+            index.dense.make_direct_map()  # lets _similarities reconstruct rows
 
     def search(self, question: str, top_k: int | None = None) -> list[Passage]:
         """The ``top_k`` best passages for ``question``, best first."""

@@ -9,6 +9,7 @@ from index_build.build import build_index
 from rag import index_store
 from rag.errors import IndexMismatchError, IndexNotFoundError, InputError
 from rag.model_loading import Embedder
+from rag.retrieval import Retriever
 from rag.settings import BUNDLED_CORPUS
 from tests.conftest import ARTICLE, make_settings
 
@@ -55,7 +56,7 @@ def test_interrupted_build_leaves_the_old_index_usable(
     def crash(*args: object) -> None:
         raise KeyboardInterrupt("power cut while writing the index")
 
-    monkeypatch.setattr(writing, "_dense_index", crash)
+    monkeypatch.setattr(writing, "dense_index", crash)
     with pytest.raises(KeyboardInterrupt):
         build_index(settings, [_docs(tmp_path, "Completely new text. Other words.")], embedder)
     monkeypatch.undo()
@@ -99,6 +100,8 @@ def test_a_foreign_folder_at_the_index_path_is_not_overwritten(
 def test_approximate_index_above_the_threshold(tmp_path: Path, embedder: Embedder) -> None:
     settings = make_settings(tmp_path / "index", ann_threshold=5)
     result = build_index(settings, [BUNDLED_CORPUS], embedder)
-    assert result.manifest.dense_index.startswith("hnsw")
+    assert result.manifest.dense_index.startswith("ivf")
     stored = index_store.load_index(settings.index_dir, embedder.name)
-    assert hasattr(stored.dense, "hnsw")
+    assert hasattr(stored.dense, "nprobe")
+    retriever = Retriever(stored, embedder, settings)
+    assert any("Motegi" in p.chunk.text for p in retriever.search("Who is Toshimitsu Motegi?"))
