@@ -13,11 +13,14 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import InputError, ModelNotFoundError, RagError
 from rag.settings import Settings
 from rag.types import Answer
+
+if TYPE_CHECKING:
+    from rag.pipeline import Pipeline
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 HISTORY_FILE = Path.home() / ".cache" / "grounded-rag" / "chat_history"
@@ -235,7 +238,7 @@ def _model_names(which: str) -> list[str]:
     return ["default", "small"] if which == "all" else [which]
 
 
-def _load_pipeline(settings: Settings) -> Any:
+def _load_pipeline(settings: Settings) -> Pipeline:
     from index_build.build import ensure_default_index
     from rag.pipeline import Pipeline
 

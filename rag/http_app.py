@@ -37,22 +37,20 @@ from rag.types import Answer, Passage
 
 log = logging.getLogger("rag.http")
 
+class NotReadyError(errors.RagError):
+    """The index and models are still loading (or failed to load)."""
+
+
 ERROR_STATUS: dict[type[Exception], int] = {
     errors.InputError: 400,
+    NotReadyError: 503,
     ServiceBusyError: 503,
     errors.IndexNotFoundError: 503,
     errors.IndexMismatchError: 503,
     errors.ModelNotFoundError: 503,
     errors.ModelIntegrityError: 503,
-    CancelledError: 499,
+    CancelledError: 499,  # the client went away; nobody reads this status
 }
-
-
-class NotReadyError(errors.RagError):
-    """The index and models are still loading (or failed to load)."""
-
-
-ERROR_STATUS[NotReadyError] = 503
 
 
 # ---- request bodies -------------------------------------------------------------------------
