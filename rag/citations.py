@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.answer_types import question_focus
 from rag.lexical import terms, words
 from rag.model_loading import Embedder
 from rag.types import Citation, Passage, Span
@@ -28,6 +29,9 @@ from rag.types import Citation, Passage, Span
 _TOKEN = re.compile(r"[^\W_]+(?:[.\-'’][^\W_]+)*")
 LEXICAL_WEIGHT = 0.7
 SEMANTIC_WEIGHT = 0.3
+# An answer this close in meaning to what the question asks to be named only restates it
+# ("Which Japanese companies?" -> "Japanese firms"); named answers measured 0.71 at most.
+RESTATEMENT_SIMILARITY = 0.8
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class SupportReport:
     best_support: float
     answer_terms: frozenset[str]
     missing_names: frozenset[str]  # names and numbers of the answer found in no passage
-    echoes_question: bool  # the answer adds nothing to the question's own words
+    echoes_question: bool  # the answer adds nothing to the question's words or their meaning
 
     @property
     def evidence_text(self) -> str:
@@ -85,8 +89,15 @@ class CitationChecker:
             best_support=max((s.score for s in best_per_passage.values()), default=0.0),
             answer_terms=answer_terms,
             missing_names=name_terms(answer) - passage_terms,
-            echoes_question=echoes,
+            echoes_question=echoes or self._restates_focus(question, answer),
         )
+
+    def _restates_focus(self, question: str, answer: str) -> bool:
+        focus = question_focus(question)
+        if focus is None or not answer.strip():
+            return False
+        focus_vector, answer_vector = self.embedder.encode([focus, answer])
+        return float(focus_vector @ answer_vector) >= RESTATEMENT_SIMILARITY
 
     def _score_sentences(
         self, question: str, answer: str, answer_terms: frozenset[str], passages: list[Passage]

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from rag.errors import GenerationError
 from rag.model_loading import GeneratorModel
@@ -21,6 +24,7 @@ from rag.settings import Settings
 from rag.types import Passage
 
 DeltaCallback = Callable[[str], None]
+Logits = npt.NDArray[np.single]
 MAX_CITED = 3
 
 
@@ -33,6 +37,9 @@ class Draft:
     cited: list[int]  # 1-based passage numbers as shown in the prompt
     prompt_tokens: int
     completion_tokens: int
+    # The model's probability for "found": true at the moment it chose, read from its logits;
+    # a confident "true" and a hesitant one look alike in the JSON.
+    found_probability: float = 1.0
 
 
 class Generator:
@@ -46,12 +53,14 @@ class Generator:
     ) -> Draft:
         messages = self.template.messages(question=question, passages=format_passages(passages))
         numbers = list(range(1, len(passages) + 1))
+        probe = FoundProbe(self.model)
         stream = self.model.llm.create_chat_completion(
             messages=messages,  # type: ignore[arg-type]
             temperature=0.0,
             seed=self.settings.seed,
             max_tokens=self.settings.max_answer_tokens,
             response_format={"type": "json_object", "schema": answer_schema(numbers)},
+            logits_processor=[probe],  # type: ignore[arg-type]
             stream=True,
         )
         text = ""
@@ -66,7 +75,8 @@ class Generator:
             delta = streamer.feed(text)
             if delta and on_delta:
                 on_delta(delta)
-        return parse_draft(text, numbers, completion_tokens, self.prompt_tokens(messages))
+        draft = parse_draft(text, numbers, completion_tokens, self.prompt_tokens(messages))
+        return replace(draft, found_probability=probe.probability(draft.found))
 
     def warm_up(self) -> None:
         self.model.prime(self.template.messages(question="?", passages=""))
@@ -74,6 +84,42 @@ class Generator:
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         flat = "\n".join(m["content"] for m in messages)
         return len(self.model.llm.tokenize(flat.encode(), add_bos=False, special=False))
+
+
+class FoundProbe:
+    """A logits processor that reads P("found": true) at the step where the model decides it.
+
+    It only watches; the logits pass through unchanged, so the answer is the same with or without
+    it.
+    """
+
+    _KEY = '"found":'
+
+    def __init__(self, model: GeneratorModel) -> None:
+        self._llm = model.llm
+        self._true_ids = model.first_token_ids(("true", " true"))
+        self._false_ids = model.first_token_ids(("false", " false"))
+        self._prompt_length: int | None = None
+        self._p_true: float | None = None
+
+    def __call__(self, input_ids: npt.NDArray[np.intc], logits: Logits) -> Logits:
+        if self._prompt_length is None:
+            self._prompt_length = len(input_ids)
+        if self._p_true is None and self._at_decision(input_ids[self._prompt_length :]):
+            weights = np.exp(logits - logits.max())
+            yes, no = weights[self._true_ids].sum(), weights[self._false_ids].sum()
+            self._p_true = float(yes / (yes + no)) if yes + no > 0 else 0.5
+        return logits
+
+    def probability(self, found: bool) -> float:
+        """P(true) as read; if the decision step was never seen, what the model chose."""
+        if self._p_true is None:
+            return 1.0 if found else 0.0
+        return self._p_true
+
+    def _at_decision(self, generated: npt.NDArray[np.intc]) -> bool:
+        text = self._llm.detokenize(list(generated)).decode(errors="ignore")
+        return text.rstrip().endswith(self._KEY)
 
 
 def format_passages(passages: list[Passage]) -> str:
@@ -96,9 +142,7 @@ def answer_schema(numbers: list[int]) -> dict[str, Any]:
     }
 
 
-def parse_draft(
-    text: str, numbers: list[int], completion_tokens: int, prompt_tokens: int
-) -> Draft:
+def parse_draft(text: str, numbers: list[int], completion_tokens: int, prompt_tokens: int) -> Draft:
     try:
         data = json.loads(text)
     except ValueError:

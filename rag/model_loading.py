@@ -75,6 +75,11 @@ class GeneratorModel:
         """Evaluate a prompt once: its prefix stays in the KV cache, the weights get paged in."""
         self.llm.create_chat_completion(messages=messages, max_tokens=1)  # type: ignore[arg-type]
 
+    def first_token_ids(self, words: tuple[str, ...]) -> list[int]:
+        """The ids of the first token of each word, for reading a choice off the logits."""
+        tokenize = self.llm.tokenize
+        return sorted({tokenize(w.encode(), add_bos=False, special=False)[0] for w in words})
+
 
 def resolve_model_path(settings: Settings) -> tuple[Path, str]:
     """The GGUF file to load and a display name for it."""

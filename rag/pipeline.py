@@ -29,11 +29,11 @@ MAX_TOP_K = 20
 VERIFIER_CONTEXT = 1024
 
 
-def verification_threshold(settings: Settings) -> float:
-    """The configured verifier threshold, else the one calibrated for the chosen model."""
-    if settings.min_verification is not None:
-        return settings.min_verification
-    return KNOWN_MODELS["default" if settings.model_path else settings.llm].min_verification
+def confidence_threshold(settings: Settings) -> float:
+    """The configured confidence threshold, else the one chosen for the model."""
+    if settings.min_confidence is not None:
+        return settings.min_confidence
+    return KNOWN_MODELS["default" if settings.model_path else settings.llm].min_confidence
 
 
 @dataclass
@@ -49,9 +49,9 @@ class Pipeline:
         template = load_template(settings.prompt, settings.prompts_dir)
         embedder = embedder or Embedder(settings.threads)
         index = load_index(settings.index_dir, embedder.name)
-        settings = settings.replace(min_verification=verification_threshold(settings))
+        settings = settings.replace(min_confidence=confidence_threshold(settings))
         verifier = None
-        if settings.min_verification:
+        if settings.min_confidence:
             verifier = Verifier(
                 load_generator(settings, n_ctx=VERIFIER_CONTEXT),
                 load_template(settings.verify_prompt, settings.prompts_dir),
@@ -100,16 +100,24 @@ class Pipeline:
         if verdict is None:
             draft = self.generator.generate(question, passages, on_delta)
             support = self.checker.check(question, draft.answer, draft.cited, passages)
-            trace = {"draft": draft.answer, "found": draft.found, "cited": draft.cited,
-                     "evidence": support.evidence_text, "prompt_tokens": draft.prompt_tokens,
-                     "completion_tokens": draft.completion_tokens}
-            verdict = judge(draft, support)
+            trace = {
+                "draft": draft.answer,
+                "found": draft.found,
+                "cited": draft.cited,
+                "evidence": support.evidence_text,
+                "prompt_tokens": draft.prompt_tokens,
+                "completion_tokens": draft.completion_tokens,
+                "found_probability": round(draft.found_probability, 4),
+            }
+            verdict = judge(question, draft, support)
             if not verdict.refused and self.verifier is not None:
                 probability = self.verifier.probability(
                     question, draft.answer, support.evidence_text
                 )
                 trace["verification"] = round(probability, 4)
-                verdict = confirm(probability, self.settings.min_verification or 0.0)
+                verdict = confirm(
+                    draft.found_probability, probability, self.settings.min_confidence or 0.0
+                )
             if not verdict.refused:
                 answer, citations = draft.answer, support.citations
         generated = time.perf_counter()

@@ -65,9 +65,10 @@ class Settings:
     # Refusal and citation checking.
     min_relevance: float = 0.05
     min_support: float = 0.5
-    # Below this P(yes) from the verifier the answer is refused; 0 skips verification. Unset,
-    # the generator's own calibrated value is used (see rag.model_files.KNOWN_MODELS).
-    min_verification: float | None = None
+    # Below this confidence (the model's P(found) and the verifier's P(supported), combined as
+    # odds) the answer is refused; 0 skips verification. Unset, the value chosen for the
+    # generator is used (see rag.model_files.KNOWN_MODELS).
+    min_confidence: float | None = None
 
     # Service.
     host: str = "127.0.0.1"

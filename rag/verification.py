@@ -53,12 +53,8 @@ class Verifier:
 
     @cached_property
     def _yes_ids(self) -> list[int]:
-        return self._token_ids(_YES)
+        return self.model.first_token_ids(_YES)
 
     @cached_property
     def _no_ids(self) -> list[int]:
-        return self._token_ids(_NO)
-
-    def _token_ids(self, words: tuple[str, ...]) -> list[int]:
-        tokenize = self.model.llm.tokenize
-        return sorted({tokenize(w.encode(), add_bos=False, special=False)[0] for w in words})
+        return self.model.first_token_ids(_NO)

@@ -76,6 +76,16 @@ def test_an_answer_that_only_repeats_the_question_is_an_echo(
     assert not choice.echoes_question
 
 
+def test_an_answer_that_restates_what_is_asked_for_is_an_echo(
+    checker: CitationChecker, article_index: StoredIndex
+) -> None:
+    passages = _passages(article_index, "Supreme Court")
+    question = "Which Japanese companies did the court order to pay?"
+    assert checker.check(question, "Japanese firms", [1], passages).echoes_question
+    named = checker.check("Which court ordered firms to pay?", "Supreme Court", [1], passages)
+    assert not named.echoes_question
+
+
 def test_out_of_range_and_duplicate_numbers_never_become_citations(
     checker: CitationChecker, article_index: StoredIndex
 ) -> None:
