@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from rag.errors import GenerationError
-from rag.model_loading import GeneratorModel
+from rag.model_loading import GeneratorModel, Logits, choice_probability
 from rag.prompts import PromptTemplate
 from rag.settings import Settings
 from rag.types import Passage
 
 DeltaCallback = Callable[[str], None]
-Logits = npt.NDArray[np.single]
 MAX_CITED = 3
 
 
@@ -39,7 +38,7 @@ class Draft:
     completion_tokens: int
     # The model's probability for "found": true at the moment it chose, read from its logits;
     # a confident "true" and a hesitant one look alike in the JSON.
-    found_probability: float = 1.0
+    found_probability: float
 
 
 class Generator:
@@ -75,8 +74,9 @@ class Generator:
             delta = streamer.feed(text)
             if delta and on_delta:
                 on_delta(delta)
-        draft = parse_draft(text, numbers, completion_tokens, self.prompt_tokens(messages))
-        return replace(draft, found_probability=probe.probability(draft.found))
+        return parse_draft(
+            text, numbers, completion_tokens, self.prompt_tokens(messages), probe.p_true
+        )
 
     def warm_up(self) -> None:
         self.model.prime(self.template.messages(question="?", passages=""))
@@ -100,22 +100,15 @@ class FoundProbe:
         self._true_ids = model.first_token_ids(("true", " true"))
         self._false_ids = model.first_token_ids(("false", " false"))
         self._prompt_length: int | None = None
-        self._p_true: float | None = None
+        self.p_true: float | None = None  # None until the decision step has been seen
 
     def __call__(self, input_ids: npt.NDArray[np.intc], logits: Logits) -> Logits:
         if self._prompt_length is None:
             self._prompt_length = len(input_ids)
-        if self._p_true is None and self._at_decision(input_ids[self._prompt_length :]):
-            weights = np.exp(logits - logits.max())
-            yes, no = weights[self._true_ids].sum(), weights[self._false_ids].sum()
-            self._p_true = float(yes / (yes + no)) if yes + no > 0 else 0.5
+        if self.p_true is None and self._at_decision(input_ids[self._prompt_length :]):
+            p_true = choice_probability(logits, self._true_ids, self._false_ids)
+            self.p_true = 0.5 if p_true is None else p_true
         return logits
-
-    def probability(self, found: bool) -> float:
-        """P(true) as read; if the decision step was never seen, what the model chose."""
-        if self._p_true is None:
-            return 1.0 if found else 0.0
-        return self._p_true
 
     def _at_decision(self, generated: npt.NDArray[np.intc]) -> bool:
         text = self._llm.detokenize(list(generated)).decode(errors="ignore")
@@ -142,7 +135,14 @@ def answer_schema(numbers: list[int]) -> dict[str, Any]:
     }
 
 
-def parse_draft(text: str, numbers: list[int], completion_tokens: int, prompt_tokens: int) -> Draft:
+def parse_draft(
+    text: str,
+    numbers: list[int],
+    completion_tokens: int,
+    prompt_tokens: int,
+    found_probability: float | None,
+) -> Draft:
+    """The model's JSON as a Draft; without a read ``found_probability``, its own verdict."""
     try:
         data = json.loads(text)
     except ValueError:
@@ -152,12 +152,14 @@ def parse_draft(text: str, numbers: list[int], completion_tokens: int, prompt_to
         raise GenerationError(f"the model returned {text[:80]!r}, not a JSON object")
     cited = data.get("cite") or []
     shown = [n for n in cited if isinstance(n, int) and n in numbers]
+    found = bool(data.get("found", False))
     return Draft(
-        found=bool(data.get("found", False)),
+        found=found,
         answer=str(data.get("answer", "")).strip(),
         cited=list(dict.fromkeys(shown)),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        found_probability=float(found) if found_probability is None else found_probability,
     )
 
 

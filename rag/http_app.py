@@ -37,6 +37,7 @@ from rag.types import Answer, Passage
 
 log = logging.getLogger("rag.http")
 
+
 class NotReadyError(errors.RagError):
     """The index and models are still loading (or failed to load)."""
 

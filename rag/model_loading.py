@@ -28,6 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 EMBED_MODEL_NAME = "all-MiniLM-L6-v2"
 
 Vectors = npt.NDArray[np.float32]
+Logits = npt.NDArray[np.single]
 
 
 class Embedder:
@@ -79,6 +80,14 @@ class GeneratorModel:
         """The ids of the first token of each word, for reading a choice off the logits."""
         tokenize = self.llm.tokenize
         return sorted({tokenize(w.encode(), add_bos=False, special=False)[0] for w in words})
+
+
+def choice_probability(logits: Logits, chosen: list[int], other: list[int]) -> float | None:
+    """P(chosen tokens) against P(other tokens) at one step; None if the model gives neither
+    any weight."""
+    weights = np.exp(logits - logits.max())
+    yes, no = weights[chosen].sum(), weights[other].sum()
+    return float(yes / (yes + no)) if yes + no > 0 else None
 
 
 def resolve_model_path(settings: Settings) -> tuple[Path, str]:

@@ -15,10 +15,9 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from rag.model_loading import GeneratorModel
+from rag.model_loading import GeneratorModel, Logits, choice_probability
 from rag.prompts import PromptTemplate
 
-Logits = npt.NDArray[np.single]
 _YES = ("yes", "Yes", " yes", " Yes")
 _NO = ("no", "No", " no", " No")
 
@@ -35,9 +34,7 @@ class Verifier:
 
         def capture(_: npt.NDArray[np.intc], logits: Logits) -> Logits:
             if not captured:
-                weights = np.exp(logits - logits.max())
-                yes, no = weights[self._yes_ids].sum(), weights[self._no_ids].sum()
-                captured.append(float(yes / (yes + no)) if yes + no > 0 else 0.0)
+                captured.append(choice_probability(logits, self._yes_ids, self._no_ids) or 0.0)
             return logits
 
         self.model.llm.create_chat_completion(
