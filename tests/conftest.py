@@ -6,6 +6,7 @@ Everything heavy is session-scoped and built once; tests never touch the user's 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,12 @@ from rag.pipeline import Pipeline
 from rag.settings import BUNDLED_CORPUS, Settings
 
 ARTICLE = BUNDLED_CORPUS.read_text(encoding="utf-8")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def make_settings(index_dir: Path, **overrides: object) -> Settings:

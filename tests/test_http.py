@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,17 +14,11 @@ import openai
 import pytest
 
 from rag.settings import Settings
-from tests.conftest import ARTICLE
+from tests.conftest import ARTICLE, free_port
 
 pytestmark = pytest.mark.llm
 
 QUESTION = "Who is Japan's foreign minister quoted in the article?"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -37,7 +30,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(settings: Settings, article_index: object) -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_LLM": "small",
            "RAG_MODEL_DIR": str(settings.model_dir), "RAG_MAX_QUEUE": "4"}
     process = subprocess.Popen(
