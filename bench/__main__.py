@@ -34,7 +34,7 @@ GOLD = PROJECT_ROOT / "eval" / "gold" / "article.jsonl"
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"llm": "default", "questions": 40, "generated_chunks": 20_000,
              "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 10, 4: 8, 16: 16},
-             "total_questions": 100, "llama_builds": "native"},
+             "total_questions": 200, "llama_builds": "native"},
     "quick": {"llm": "small", "questions": 8, "generated_chunks": 2_000,
               "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},
               "total_questions": 30, "llama_builds": ""},
@@ -101,13 +101,19 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
         scale.plot(results["retrieval_scale"], str(RESULTS / "retrieval_scale.png"))
 
     if "latency" in phases:
-        _phase("answer latency: pipeline, naive baseline, llama.cpp floor")
-        pipeline = Pipeline.load(settings, embedder)
-        naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder,
-                              pipeline.generator.model)
-        results["answer_latency"] = latency.measure(pipeline, naive, questions)
-        results["answer_latency"]["model"] = pipeline.model_name
-        del pipeline, naive
+        _phase("answer latency: both prompt layouts and the llama.cpp floor, then naive")
+        modes = {}
+        for mode in ("retrieval", "corpus"):
+            pipeline = Pipeline.load(settings.replace(prompt_mode=mode), embedder)
+            pipeline.warm_up()
+            modes[mode] = latency.measure(pipeline, questions)
+            pipeline.engine.close()
+            del pipeline
+        naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder, settings)
+        reference = latency.measure_naive(naive, questions)
+        del naive
+        results["answer_latency"] = {"naive": reference, "modes": {
+            mode: result | latency.ratios(result, reference) for mode, result in modes.items()}}
 
     if "service" in phases:
         _phase("cold start and service under load")

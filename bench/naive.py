@@ -2,7 +2,8 @@
 
 What a typical tutorial RAG does: one chunk per paragraph, dense top-4, one chat completion with a
 JSON schema, no citation checking, no refusal logic. It shares the embedder and the llama.cpp
-context with the real pipeline so only the pipeline design differs.
+model file, thread counts and context size with the real pipeline, so only the pipeline design
+differs; it drives llama.cpp through llama-cpp-python's own chat API, as such tutorials do.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import faiss
 
-from rag.model_loading import Embedder, GeneratorModel
+from rag.model_loading import Embedder, resolve_model_path
+from rag.settings import Settings
 
 SYSTEM = (
     "You are a helpful assistant. Answer the user's question using the context below. "
@@ -39,10 +41,15 @@ class NaiveAnswer:
 
 
 class NaivePipeline:
-    def __init__(self, text: str, embedder: Embedder, generator: GeneratorModel) -> None:
+    def __init__(self, text: str, embedder: Embedder, settings: Settings) -> None:
+        from llama_cpp import Llama
+
         self.paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
         self.embedder = embedder
-        self.generator = generator
+        path, _ = resolve_model_path(settings)
+        self.llm = Llama(model_path=str(path), n_ctx=settings.n_ctx, n_batch=settings.n_batch,
+                         n_threads=settings.threads, n_threads_batch=settings.batch_threads,
+                         seed=settings.seed, verbose=False)
         vectors = embedder.encode(self.paragraphs)
         self.index = faiss.IndexFlatIP(vectors.shape[1])
         self.index.add(vectors)
@@ -53,7 +60,7 @@ class NaivePipeline:
         context = "\n\n".join(
             f"[{n}] {self.paragraphs[row]}" for n, row in enumerate(rows[0].tolist(), 1)
         )
-        result: Any = self.generator.llm.create_chat_completion(
+        result: Any = self.llm.create_chat_completion(
             messages=[
                 {"role": "system", "content": f"{SYSTEM}\n\nContext:\n{context}"},
                 {"role": "user", "content": question},

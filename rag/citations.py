@@ -69,8 +69,11 @@ class CitationChecker:
         self.min_support = min_support
 
     def check(
-        self, question: str, answer: str, cited: list[int], passages: list[Passage]
+        self, question: str, answer: str, cited: list[int], passages: list[Passage],
+        shown: list[str] | None = None,
     ) -> SupportReport:
+        """``shown``: every text the model was shown (default: the passages); a name or number
+        of the answer must occur in one of them."""
         answer_terms, echoes = _new_terms(question, answer)
         sentences = self._score_sentences(question, answer, answer_terms, passages)
         best_per_passage = _best_per_passage(sentences)
@@ -80,7 +83,8 @@ class CitationChecker:
         chosen = list(dict.fromkeys(n - 1 for n in cited if n - 1 in supported))
         chosen += _forgotten(supported, chosen, answer_terms)
         chosen = _distinct_quotes(chosen, supported, passages)
-        passage_terms = frozenset(t for p in passages for t in terms(p.chunk.text))
+        texts = shown if shown is not None else [p.chunk.text for p in passages]
+        passage_terms = frozenset(t for text in texts for t in terms(text))
         return SupportReport(
             citations=[
                 _citation(number, passages[i], supported[i])

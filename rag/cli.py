@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--llm", choices=["default", "small"], help="which bundled generator")
     group.add_argument("--model-path", type=Path, help="any GGUF file; overrides --llm")
     group.add_argument("--top-k", type=int, help="passages given to the model (default 4)")
-    group.add_argument("--prompt", help="prompt template name in prompts/ (default answer_v1)")
+    group.add_argument("--prompt", help="retrieval-layout prompt in prompts/ (default answer_v3)")
+    group.add_argument("--prompt-mode", choices=["auto", "corpus", "retrieval"],
+                       help="whole corpus as a cached prefix, or retrieved passages only "
+                            "(default auto: corpus when it fits RAG_CORPUS_MAX_TOKENS)")
     group.add_argument("--threads", dest="n_threads", type=int, help="CPU threads (0 = all)")
 
     parser = argparse.ArgumentParser(
@@ -111,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
-    names = ["index_dir", "llm", "model_path", "top_k", "prompt", "n_threads",
+    names = ["index_dir", "llm", "model_path", "top_k", "prompt", "prompt_mode", "n_threads",
              "chunk_tokens", "chunk_overlap", "host", "port"]
     return {name: getattr(args, name, None) for name in names}
 

@@ -33,9 +33,14 @@ class ModelIntegrityError(RagError):
     """A model file does not match its published checksum."""
 
 
-class GenerationError(RagError):
-    """The generator failed or produced output that cannot be used."""
-
 
 class LlamaRuntimeError(RagError):
     """llama.cpp cannot run a model on this machine (its self-test crashed or failed)."""
+
+
+class CancelledError(RagError):
+    """The request was abandoned by its client."""
+
+
+class DeadlineExceededError(RagError):
+    """The answer took longer than the generation deadline allows."""

@@ -1,10 +1,24 @@
 """Grounded generation: passages + question -> the model's draft answer and cited passages.
 
-The model answers in JSON constrained by a JSON schema, so its output always parses. It only
-generates what cannot be computed afterwards (its verdict, the answer text, passage numbers):
-spans and quotes are found later by the citation checker. Generation is always streamed so the
-same code path serves the CLI, the eval harness and the SSE endpoint; ``on_delta`` receives the
-answer text as it is written.
+The reply is JSON, ``{"found": true, "answer": "...", "cite": [4]}``, but the model writes only
+what is free in it; the loop writes the rest, each fixed part as one batched read
+(``rag.decoding``):
+
+1. the prompt, ``{"found":`` and, speculatively, `` true, "answer": "`` are read in one batch. The
+   logits at ``{"found":`` give P(found) (" true" against " false"); below one half the model says
+   "not found" and generation stops there, so a refusal costs no decoding at all.
+2. The answer text is decoded greedily, one token a step, until an unescaped quote, an end token
+   or the token budget, and streams through ``on_delta``.
+3. ``", "cite": [`` is read in one batch; passage numbers are then chosen among valid ones only.
+
+The reply is parseable by construction; no grammar is compiled. Spans and quotes are never
+generated: the citation checker computes them afterwards.
+
+Two prompt layouts (setting ``prompt_mode``): *retrieval* (the default) shows the retrieved
+passages; *corpus*, for corpora that fit a token budget, shows every chunk in document order as
+one fixed prefix (read once, saved beside the index by ``rag.kv_state``), so a question costs
+only its own tokens. Either way the retriever decides the citation candidates: the model may
+cite the retrieved passages only.
 """
 
 from __future__ import annotations
@@ -12,19 +26,28 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from rag.errors import GenerationError
-from rag.model_loading import GeneratorModel, Logits, choice_probability
+from rag.decoding import (
+    ANSWER_SEQ,
+    NO_GUARD,
+    Engine,
+    Guard,
+    Logits,
+    choice_probability,
+    first_token_ids,
+    shared_prefix,
+)
 from rag.prompts import PromptTemplate
-from rag.settings import Settings
-from rag.types import Passage
+from rag.types import Chunk, Passage
 
 DeltaCallback = Callable[[str], None]
 MAX_CITED = 3
+FOUND_KEY = '{"found":'
+ANSWER_OPENING = ' true, "answer": "'
+CITE_OPENING = '", "cite": ['
 
 
 @dataclass(frozen=True)
@@ -33,179 +56,268 @@ class Draft:
 
     found: bool
     answer: str
-    cited: list[int]  # 1-based passage numbers as shown in the prompt
+    cited: list[Chunk]  # the passages it cited, in its order
+    found_probability: float  # P(" true") against P(" false") where it chose
     prompt_tokens: int
-    completion_tokens: int
-    # The model's probability for "found": true at the moment it chose, read from its logits;
-    # a confident "true" and a hesitant one look alike in the JSON.
-    found_probability: float
+    answer_tokens: int  # tokens of the answer text, each one decode step
+    completion_tokens: int  # answer and passage-number tokens the model chose
+    decode_calls: int  # llama_decode calls, batched segments included
+    decode_steps: int  # calls that read a single token
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    text: str  # the rendered chat prompt, up to where the reply begins
+    numbers: dict[int, Chunk]  # passage number as shown -> its chunk
+
+
+class AnswerPrompt(Protocol):
+    mode: str
+    template: PromptTemplate
+
+    def plan(self, question: str, passages: list[Passage]) -> PromptPlan: ...
+
+    def fixed_prefix(self) -> list[int]: ...
+
+    def shown(self, passages: list[Passage]) -> list[str]:
+        """The texts the model reads for a question with these retrieved passages."""
+
+
+class RetrievalPrompt:
+    """The retrieved passages, numbered 1..k, in the user turn."""
+
+    mode = "retrieval"
+
+    def __init__(self, engine: Engine, template: PromptTemplate) -> None:
+        self.engine = engine
+        self.template = template
+
+    def plan(self, question: str, passages: list[Passage]) -> PromptPlan:
+        numbers = {n: p.chunk for n, p in enumerate(passages, start=1)}
+        shown = "\n\n".join(f"[{n}] {chunk.text}" for n, chunk in numbers.items())
+        text = self.engine.render(self.template.messages(passages=shown, question=question))
+        return PromptPlan(text, numbers)
+
+    def fixed_prefix(self) -> list[int]:
+        return shared_prefix(self.engine,
+                             self.template.messages(passages="A", question="A"),
+                             self.template.messages(passages="B", question="B"))
+
+    def shown(self, passages: list[Passage]) -> list[str]:
+        return [p.chunk.text for p in passages]
+
+
+class CorpusPrompt:
+    """Every chunk, in document order and numbered, then the question: the same layout as the
+    retrieval prompt with the whole corpus as its passages, so everything up to the question is
+    one fixed prefix."""
+
+    mode = "corpus"
+
+    def __init__(self, engine: Engine, template: PromptTemplate, chunks: list[Chunk]) -> None:
+        self.engine = engine
+        self.template = template
+        self.corpus, self.numbers = format_corpus(chunks)
+        self._number_of = {chunk.chunk_id: n for n, chunk in self.numbers.items()}
+
+    def plan(self, question: str, passages: list[Passage]) -> PromptPlan:
+        # The retriever decides what may be cited: the model reads everything but chooses
+        # among the retrieved passages' numbers only.
+        retrieved = {self._number_of[p.chunk.chunk_id]: p.chunk for p in passages
+                     if p.chunk.chunk_id in self._number_of}
+        messages = self.template.messages(passages=self.corpus, question=question)
+        return PromptPlan(self.engine.render(messages), retrieved)
+
+    def shown(self, passages: list[Passage]) -> list[str]:
+        return [chunk.text for chunk in self.numbers.values()]
+
+    def fixed_prefix(self) -> list[int]:
+        return shared_prefix(
+            self.engine,
+            self.template.messages(passages=self.corpus, question="A"),
+            self.template.messages(passages=self.corpus, question="B"),
+        )
+
+
+def format_corpus(chunks: list[Chunk]) -> tuple[str, dict[int, Chunk]]:
+    """Every chunk numbered from 1, grouped by document; text a chunk shares with the one before
+    it (the chunking overlap) is shown once, so the documents read in order without repeats."""
+    lines: list[str] = []
+    numbers: dict[int, Chunk] = {}
+    source, shown_until = None, 0
+    for n, chunk in enumerate(chunks, start=1):
+        if chunk.source != source:
+            lines.append(f"{'' if source is None else chr(10)}Document: {chunk.source}")
+            source, shown_until = chunk.source, 0
+        start = next((s for s, _ in chunk.sentences if s >= shown_until), None)
+        if start is None:
+            continue  # every sentence of it was shown with the chunk before
+        lines.append(f"[{n}] {chunk.text[start - chunk.start:].strip()}")
+        numbers[n] = chunk
+        shown_until = chunk.end
+    return "\n".join(lines), numbers
 
 
 class Generator:
-    def __init__(self, model: GeneratorModel, template: PromptTemplate, settings: Settings) -> None:
-        self.model = model
-        self.template = template
-        self.settings = settings
+    def __init__(self, engine: Engine, prompt: AnswerPrompt, max_answer_tokens: int) -> None:
+        self.engine = engine
+        self.prompt = prompt
+        self.max_answer_tokens = max_answer_tokens
+        self.seq = engine.sequences[ANSWER_SEQ]
+        self._true = first_token_ids(engine, ("true", " true"))
+        self._false = first_token_ids(engine, ("false", " false"))
+        self._opening = engine.tokenize(ANSWER_OPENING)
+        self._next_number = engine.tokenize(", ")
+        self._choices = {engine.tokenize(d)[0]: d for d in "0123456789"}
+        for end in ("]", "]}"):  # the model ends a list either way
+            if len(ids := engine.tokenize(end)) == 1:
+                self._choices[ids[0]] = "]"
+        self._choices[self._next_number[0]] = ","
 
-    def generate(
-        self, question: str, passages: list[Passage], on_delta: DeltaCallback | None = None
-    ) -> Draft:
-        messages = self.template.messages(question=question, passages=format_passages(passages))
-        numbers = list(range(1, len(passages) + 1))
-        probe = FoundProbe(self.model)
-        stream = self.model.llm.create_chat_completion(
-            messages=messages,  # type: ignore[arg-type]
-            temperature=0.0,
-            seed=self.settings.seed,
-            max_tokens=self.settings.max_answer_tokens,
-            response_format={"type": "json_object", "schema": answer_schema(numbers)},
-            logits_processor=[probe],  # type: ignore[arg-type]
-            stream=True,
+    @property
+    def template(self) -> PromptTemplate:
+        return self.prompt.template
+
+    def generate(self, question: str, passages: list[Passage],
+                 on_delta: DeltaCallback | None = None, guard: Guard = NO_GUARD) -> Draft:
+        plan = self.prompt.plan(question, passages)
+        before = (self.engine.stats.calls, self.engine.stats.steps)
+        head = self.engine.tokenize(plan.text + FOUND_KEY)
+        verdict, first = self.engine.sync(self.seq, head + self._opening, (len(head) - 1, -1),
+                                          guard)
+        p_found = choice_probability(verdict, self._true, self._false)
+        found_probability = 0.5 if p_found is None else p_found
+        answer, cited, answer_tokens, cite_tokens = "", [], 0, 0
+        if found_probability >= 0.5:
+            scanner, answer_tokens = self._answer_text(first, on_delta, guard)
+            numbers, cite_tokens = self._cite(scanner.pending, set(plan.numbers), guard)
+            answer, cited = scanner.text().strip(), [plan.numbers[n] for n in numbers]
+        return Draft(
+            found=found_probability >= 0.5,
+            answer=answer,
+            cited=cited,
+            found_probability=found_probability,
+            prompt_tokens=len(head),
+            answer_tokens=answer_tokens,
+            completion_tokens=answer_tokens + cite_tokens,
+            decode_calls=self.engine.stats.calls - before[0],
+            decode_steps=self.engine.stats.steps - before[1],
         )
-        text = ""
-        streamer = AnswerStreamer()
-        completion_tokens = 0
-        for chunk in stream:
-            piece = str(chunk["choices"][0]["delta"].get("content") or "")  # type: ignore[index, union-attr]
-            if not piece:
-                continue
-            completion_tokens += 1
-            text += piece
-            delta = streamer.feed(text)
+
+    def _answer_text(self, logits: Logits, on_delta: DeltaCallback | None,
+                     guard: Guard) -> tuple[JsonStringScanner, int]:
+        """Greedy decoding of the answer string; the token that closes it is not read."""
+        scanner = JsonStringScanner()
+        steps = 0
+        while steps < self.max_answer_tokens:
+            token = int(np.argmax(logits))
+            if self.engine.is_end(token):
+                break
+            delta = scanner.feed(self.engine.piece(token))
             if delta and on_delta:
                 on_delta(delta)
-        return parse_draft(
-            text, numbers, completion_tokens, self.prompt_tokens(messages), probe.p_true
-        )
+            if scanner.closed:
+                break
+            logits = self.engine.extend(self.seq, [token], guard=guard)[0]
+            scanner.read()
+            steps += 1
+        return scanner, steps
 
-    def warm_up(self) -> None:
-        self.model.prime(self.template.messages(question="?", passages=""))
+    def _cite(self, pending: str, valid: set[int], guard: Guard) -> tuple[list[int], int]:
+        """Passage numbers, digit by digit, each choice restricted to what keeps the list valid."""
+        logits = self.engine.extend(self.seq, self.engine.tokenize(pending + CITE_OPENING),
+                                    guard=guard)[0]
+        chosen: list[int] = []
+        current, tokens = "", 0
+        while options := self._cite_options(current, valid - set(chosen), len(chosen)):
+            token = max(options, key=lambda t: float(logits[t]))
+            tokens += 1
+            if options[token] == "]":
+                break
+            if options[token] == ",":
+                chosen.append(int(current))
+                current = ""
+                logits = self.engine.extend(self.seq, self._next_number, guard=guard)[0]
+                continue
+            current += options[token]
+            logits = self.engine.extend(self.seq, [token], guard=guard)[0]
+        if current:
+            chosen.append(int(current))
+        return chosen, tokens
 
-    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
-        flat = "\n".join(m["content"] for m in messages)
-        return len(self.model.llm.tokenize(flat.encode(), add_bos=False, special=False))
-
-
-class FoundProbe:
-    """A logits processor that reads P("found": true) at the step where the model decides it.
-
-    It only watches; the logits pass through unchanged, so the answer is the same with or without
-    it.
-    """
-
-    _KEY = '"found":'
-
-    def __init__(self, model: GeneratorModel) -> None:
-        self._llm = model.llm
-        self._true_ids = model.first_token_ids(("true", " true"))
-        self._false_ids = model.first_token_ids(("false", " false"))
-        self._prompt_length: int | None = None
-        self.p_true: float | None = None  # None until the decision step has been seen
-
-    def __call__(self, input_ids: npt.NDArray[np.intc], logits: Logits) -> Logits:
-        if self._prompt_length is None:
-            self._prompt_length = len(input_ids)
-        if self.p_true is None and self._at_decision(input_ids[self._prompt_length :]):
-            p_true = choice_probability(logits, self._true_ids, self._false_ids)
-            self.p_true = 0.5 if p_true is None else p_true
-        return logits
-
-    def _at_decision(self, generated: npt.NDArray[np.intc]) -> bool:
-        text = self._llm.detokenize(list(generated)).decode(errors="ignore")
-        return text.rstrip().endswith(self._KEY)
-
-
-def format_passages(passages: list[Passage]) -> str:
-    return "\n\n".join(f"[{n}] {p.chunk.text}" for n, p in enumerate(passages, start=1))
-
-
-def answer_schema(numbers: list[int]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "found": {"type": "boolean"},
-            "answer": {"type": "string"},
-            "cite": {
-                "type": "array",
-                "items": {"type": "integer", "enum": numbers},
-                "maxItems": MAX_CITED,
-            },
-        },
-        "required": ["found", "answer", "cite"],
-    }
+    def _cite_options(self, current: str, unused: set[int], cited: int) -> dict[int, str]:
+        """The tokens that may come next in the list: digits that still lead to an unused valid
+        number, then "," or "]" once a number is complete; {} when the list must end."""
+        names = {str(n) for n in unused}
+        complete = current in names
+        if complete and cited + 1 == MAX_CITED:
+            return {}
+        options = {t: c for t, c in self._choices.items()
+                   if c.isdigit() and any(n.startswith(current + c) for n in names)}
+        if complete or (not current and not cited):
+            options |= {t: c for t, c in self._choices.items() if c == "]"}
+        if complete and len(names) > 1:
+            options |= {t: c for t, c in self._choices.items() if c == ","}
+        if set(options.values()) == {"]"}:
+            return {}
+        return options
 
 
-def parse_draft(
-    text: str,
-    numbers: list[int],
-    completion_tokens: int,
-    prompt_tokens: int,
-    found_probability: float | None,
-) -> Draft:
-    """The model's JSON as a Draft; without a read ``found_probability``, its own verdict."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        # Hitting max_tokens mid-answer leaves the JSON open; salvage the answer text.
-        data = _salvage(text)
-    if not isinstance(data, dict):
-        raise GenerationError(f"the model returned {text[:80]!r}, not a JSON object")
-    cited = data.get("cite") or []
-    shown = [n for n in cited if isinstance(n, int) and n in numbers]
-    found = bool(data.get("found", False))
-    return Draft(
-        found=found,
-        answer=str(data.get("answer", "")).strip(),
-        cited=list(dict.fromkeys(shown)),
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        found_probability=float(found) if found_probability is None else found_probability,
-    )
-
-
-def _salvage(text: str) -> dict[str, Any]:
-    streamer = AnswerStreamer()
-    answer = streamer.feed(text)
-    return {"found": '"found": true' in text or '"found":true' in text, "answer": answer}
-
-
-class AnswerStreamer:
-    """Extracts the ``answer`` string value from a growing JSON text, as decoded deltas."""
-
-    _KEY = '"answer"'
+class JsonStringScanner:
+    """Reads a JSON string value as the model writes it, one token piece at a time: where it
+    ends (the first unescaped quote), its decoded text so far, and the part of the last piece not
+    yet read into the KV cache."""
 
     def __init__(self) -> None:
-        self._emitted = 0
+        self.raw = b""
+        self.closed = False
+        self._escaping = False
+        self._read = 0  # raw bytes already in the KV cache
+        self._shown = 0  # characters already handed out as deltas
 
-    def feed(self, text: str) -> str:
-        value = self._decoded_prefix(text)
-        delta = value[self._emitted :]
-        self._emitted = len(value)
+    def feed(self, piece: bytes) -> str:
+        """Add one piece; returns the newly decodable text."""
+        for i, byte in enumerate(piece):
+            if self._escaping:
+                self._escaping = False
+            elif byte == 0x5C:  # backslash
+                self._escaping = True
+            elif byte in (0x22, 0x0A, 0x0D):  # a quote ends it; so does a raw newline (invalid)
+                self.closed = True
+                piece = piece[:i]
+                break
+        self.raw += piece
+        text = self.text()
+        delta, self._shown = text[self._shown:], len(text)
         return delta
 
-    def _decoded_prefix(self, text: str) -> str:
-        key = text.find(self._KEY)
-        if key < 0:
-            return ""
-        opening = text.find('"', key + len(self._KEY))
-        if opening < 0:
-            return ""
-        raw = self._raw_value(text, opening + 1)
-        return str(json.loads(f'"{raw}"'))
+    def read(self) -> None:
+        """Everything fed so far is now in the KV cache."""
+        self._read = len(self.raw)
 
-    @staticmethod
-    def _raw_value(text: str, start: int) -> str:
-        """The raw characters of the string value up to its end or a safe cut point."""
-        i = start
-        while i < len(text):
-            ch = text[i]
-            if ch == '"':
-                return text[start:i]
-            if ch == "\\":
-                escape_len = 6 if text[i + 1 : i + 2] == "u" else 2
-                if i + escape_len > len(text):
-                    break
-                i += escape_len
-                continue
+    @property
+    def pending(self) -> str:
+        """Answer text from the closing piece, which was not read into the KV cache."""
+        return self.raw[self._read:].decode(errors="ignore")
+
+    def text(self) -> str:
+        """The decoded value so far, up to the last complete character and escape."""
+        raw = _complete_escapes(self.raw.decode(errors="ignore"))
+        try:
+            return str(json.loads(f'"{raw}"'))
+        except ValueError:
+            return raw  # an invalid escape: keep the characters as written
+
+
+def _complete_escapes(raw: str) -> str:
+    """``raw`` cut before a trailing escape sequence that is not complete yet."""
+    i = 0
+    while i < len(raw):
+        if raw[i] != "\\":
             i += 1
-        return text[start:i]
+            continue
+        length = 6 if raw[i + 1 : i + 2] == "u" else 2
+        if i + length > len(raw):
+            return raw[:i]
+        i += length
+    return raw

@@ -30,7 +30,8 @@ from litestar.response import Stream
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag import errors
-from rag.model_gate import CancelledError, ModelGate, ServiceBusyError
+from rag.errors import CancelledError
+from rag.model_gate import ModelGate, ServiceBusyError
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import Answer, Passage
@@ -50,6 +51,8 @@ ERROR_STATUS: dict[type[Exception], int] = {
     errors.IndexMismatchError: 503,
     errors.ModelNotFoundError: 503,
     errors.ModelIntegrityError: 503,
+    errors.LlamaRuntimeError: 503,
+    errors.DeadlineExceededError: 504,
     CancelledError: 499,  # the client went away; nobody reads this status
 }
 
@@ -119,7 +122,8 @@ class Service:
         pipeline = self.ready()
 
         def job() -> Answer:
-            return pipeline.ask(question, top_k, on_passages=on_passages, on_delta=on_delta)
+            return pipeline.ask(question, top_k, on_passages=on_passages, on_delta=on_delta,
+                                cancelled=cancelled)
 
         return await anyio.to_thread.run_sync(self.gate.run, job, cancelled)
 
@@ -176,7 +180,8 @@ async def ask(
     data: AskRequest, service: Service, request: Request[Any, Any, Any]
 ) -> dict[str, Any]:
     question = service.validate(data.question, data.top_k)
-    answer = await service.ask(question, data.top_k)
+    async with cancel_on_disconnect(request) as cancelled:
+        answer = await service.ask(question, data.top_k, cancelled=cancelled)
     _note(request, answer)
     return answer.to_dict()
 
@@ -208,7 +213,8 @@ async def chat_completions(
     question = service.validate(_last_user_message(data.messages), data.top_k)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if not data.stream:
-        answer = await service.ask(question, data.top_k)
+        async with cancel_on_disconnect(request) as cancelled:
+            answer = await service.ask(question, data.top_k, cancelled=cancelled)
         _note(request, answer)
         return _completion(completion_id, answer)
 
@@ -239,7 +245,8 @@ async def _run_streaming(
 ) -> AsyncIterator[tuple[str, Any]]:
     """Run one question in a worker thread; yield ("passages"|"delta"|"answer"|"error", payload).
 
-    If the consumer stops (the client disconnected), the generation is cancelled at its next token.
+    If the consumer stops (the client disconnected), the generation stops before its next
+    llama.cpp call.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -248,16 +255,11 @@ async def _run_streaming(
     def emit(kind: str, payload: Any) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
 
-    def on_delta(text: str) -> None:
-        if cancelled.is_set():
-            raise CancelledError("the client went away")
-        emit("delta", text)
-
     async def work() -> None:
         try:
             answer = await service.ask(
                 question, top_k, on_passages=lambda ps: emit("passages", ps),
-                on_delta=on_delta, cancelled=cancelled,
+                on_delta=lambda text: emit("delta", text), cancelled=cancelled,
             )
             emit("answer", answer)
         except Exception as exc:
@@ -274,6 +276,24 @@ async def _run_streaming(
         cancelled.set()
         if task.done():
             task.result()
+
+
+@asynccontextmanager
+async def cancel_on_disconnect(request: Request[Any, Any, Any]) -> AsyncIterator[threading.Event]:
+    """An event set when the client of a (non-streaming) request disconnects: the body has been
+    read, so the next ASGI message can only be the disconnect."""
+    cancelled = threading.Event()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        cancelled.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield cancelled
+    finally:
+        watcher.cancel()
 
 
 def _sse(event: str | None, data: Any) -> bytes:

@@ -12,17 +12,13 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from rag.errors import RagError
+from rag.errors import CancelledError, RagError
 
 T = TypeVar("T")
 
 
 class ServiceBusyError(RagError):
     """Too many requests are already waiting for the model."""
-
-
-class CancelledError(RagError):
-    """The request was abandoned by its client."""
 
 
 class ModelGate:

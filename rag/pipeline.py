@@ -6,17 +6,29 @@ Pipeline holds the loaded index and models; build it once per process with ``Pip
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rag import kv_state, selftest
 from rag.citations import CitationChecker
-from rag.errors import InputError
-from rag.generation import DeltaCallback, Generator
+from rag.decoding import Engine, Guard, KvSequence
+from rag.errors import InputError, SettingsError
+from rag.generation import (
+    AnswerPrompt,
+    CorpusPrompt,
+    DeltaCallback,
+    Draft,
+    Generator,
+    RetrievalPrompt,
+)
 from rag.index_store import StoredIndex, load_index
 from rag.model_files import KNOWN_MODELS
-from rag.model_loading import Embedder, load_generator
+from rag.model_loading import Embedder, load_generator, model_identity
 from rag.prompts import load_template
 from rag.refusal import REFUSAL_ANSWER, confirm, judge, out_of_scope
 from rag.retrieval import Retriever
@@ -26,7 +38,7 @@ from rag.verification import Verifier
 
 PassagesCallback = Callable[[list[Passage]], None]
 MAX_TOP_K = 20
-VERIFIER_CONTEXT = 1024
+log = logging.getLogger("rag.pipeline")
 
 
 def confidence_threshold(settings: Settings) -> float:
@@ -46,20 +58,18 @@ class Pipeline:
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Pipeline:
-        template = load_template(settings.prompt, settings.prompts_dir)
         embedder = embedder or Embedder(settings.threads)
         index = load_index(settings.index_dir, embedder.name)
         settings = settings.replace(min_confidence=confidence_threshold(settings))
+        engine = load_generator(settings)
         verifier = None
         if settings.min_confidence:
-            verifier = Verifier(
-                load_generator(settings, n_ctx=VERIFIER_CONTEXT),
-                load_template(settings.verify_prompt, settings.prompts_dir),
-            )
+            verifier = Verifier(engine, load_template(settings.verify_prompt, settings.prompts_dir))
         return cls(
             settings=settings,
             retriever=Retriever(index, embedder, settings),
-            generator=Generator(load_generator(settings), template, settings),
+            generator=Generator(engine, choose_prompt(settings, engine, index),
+                                settings.max_answer_tokens),
             checker=CitationChecker(embedder, settings.min_support),
             verifier=verifier,
         )
@@ -69,8 +79,12 @@ class Pipeline:
         return self.retriever.index
 
     @property
+    def engine(self) -> Engine:
+        return self.generator.engine
+
+    @property
     def model_name(self) -> str:
-        return self.generator.model.name
+        return self.engine.name
 
     @property
     def prompt_version(self) -> str:
@@ -85,10 +99,15 @@ class Pipeline:
         top_k: int | None = None,
         on_passages: PassagesCallback | None = None,
         on_delta: DeltaCallback | None = None,
+        cancelled: threading.Event | None = None,
     ) -> Answer:
-        """Answer ``question`` from the indexed documents, with checked citations or a refusal."""
+        """Answer ``question`` from the indexed documents, with checked citations or a refusal.
+
+        ``cancelled`` (set when the client goes away) and the generation deadline are checked
+        before every llama.cpp call."""
         question = self.validate_question(question)
         top_k = self.validate_top_k(top_k)
+        guard = Guard(cancelled, self.settings.generation_deadline_s)
         started = time.perf_counter()
         passages = self.retriever.search(question, top_k)
         retrieved = time.perf_counter()
@@ -98,21 +117,14 @@ class Pipeline:
         trace: dict[str, Any] = {}
         verdict = out_of_scope(passages, self.settings.min_relevance)
         if verdict is None:
-            draft = self.generator.generate(question, passages, on_delta)
-            support = self.checker.check(question, draft.answer, draft.cited, passages)
-            trace = {
-                "draft": draft.answer,
-                "found": draft.found,
-                "cited": draft.cited,
-                "evidence": support.evidence_text,
-                "prompt_tokens": draft.prompt_tokens,
-                "completion_tokens": draft.completion_tokens,
-                "found_probability": round(draft.found_probability, 4),
-            }
+            draft = self.generator.generate(question, passages, on_delta, guard)
+            support = self.checker.check(question, draft.answer, cited_positions(passages, draft),
+                                         passages, self.generator.prompt.shown(passages))
+            trace = _trace(draft, support.evidence_text)
             verdict = judge(question, draft, support)
             if not verdict.refused and self.verifier is not None:
                 probability = self.verifier.probability(
-                    question, draft.answer, support.evidence_text
+                    question, draft.answer, support.evidence_text, guard
                 )
                 trace["verification"] = round(probability, 4)
                 verdict = confirm(
@@ -139,11 +151,25 @@ class Pipeline:
         )
 
     def warm_up(self) -> None:
-        """Read both prompts' fixed prefixes into the KV caches and page the weights in, so the
-        first real question is as fast as the next ones."""
-        self.generator.warm_up()
+        """Bring both fixed prompt prefixes into the KV cache (from their saved states when
+        they match, else by reading them and saving the states), so the first real question
+        is as fast as the next ones."""
+        key = {"index_fingerprint": self.index.manifest.fingerprint,
+               "model": model_identity(self.settings), "build": selftest.build_id()}
+        parts: list[tuple[str, KvSequence, list[int], str]] = [
+            (f"answer-{self.generator.prompt.mode}", self.generator.seq,
+             self.generator.prompt.fixed_prefix(), self.generator.template.version)]
         if self.verifier is not None:
-            self.verifier.warm_up()
+            parts.append(("verify", self.verifier.seq, self.verifier.fixed_prefix(),
+                          self.verifier.template.version))
+        for name, seq, tokens, template in parts:
+            outcome = kv_state.prepare(self.engine, seq, tokens, self.index.path / kv_state.FOLDER,
+                                       name, kv_state.prefix_key(tokens, template=template, **key))
+            log.info(json.dumps({"event": "prefix", "name": name, "tokens": len(tokens),
+                                 "state": outcome}))
+        # One step past the prefix pages every weight in; a loaded state touches none of them.
+        self.engine.extend(self.generator.seq, parts[0][2][-1:])
+        self.engine.truncate(self.generator.seq, len(parts[0][2]))
 
     def validate_question(self, question: str) -> str:
         question = question.strip()
@@ -162,3 +188,46 @@ class Pipeline:
         if not 1 <= top_k <= MAX_TOP_K:
             raise InputError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
         return top_k
+
+
+def choose_prompt(settings: Settings, engine: Engine, index: StoredIndex) -> AnswerPrompt:
+    """The corpus layout when asked for (or, in auto mode, when the whole corpus fits
+    ``corpus_max_tokens``), else the retrieval layout; both with the same template."""
+    template = load_template(settings.prompt, settings.prompts_dir)
+    if settings.prompt_mode == "retrieval":
+        return RetrievalPrompt(engine, template)
+    chars = sum(d.chars for d in index.manifest.documents)
+    # No token is longer than 16 characters here: a cheap bound before tokenizing it all.
+    if settings.prompt_mode == "auto" and chars > 16 * settings.corpus_max_tokens:
+        return RetrievalPrompt(engine, template)
+    corpus = CorpusPrompt(engine, template, index.chunks)
+    size = len(engine.tokenize(corpus.corpus))
+    if size <= settings.corpus_max_tokens:
+        return corpus
+    if settings.prompt_mode == "corpus":
+        raise SettingsError(
+            f"the corpus is {size} tokens, above corpus_max_tokens ({settings.corpus_max_tokens})"
+            ": raise RAG_CORPUS_MAX_TOKENS (and RAG_N_CTX) or use RAG_PROMPT_MODE=retrieval"
+        )
+    return RetrievalPrompt(engine, template)
+
+
+def cited_positions(passages: list[Passage], draft: Draft) -> list[int]:
+    """The model's citations as 1-based positions among the retrieved passages."""
+    position = {p.chunk.chunk_id: n for n, p in enumerate(passages, start=1)}
+    return [position[chunk.chunk_id] for chunk in draft.cited if chunk.chunk_id in position]
+
+
+def _trace(draft: Draft, evidence: str) -> dict[str, Any]:
+    return {
+        "draft": draft.answer,
+        "found": draft.found,
+        "cited": [chunk.chunk_id for chunk in draft.cited],
+        "evidence": evidence,
+        "prompt_tokens": draft.prompt_tokens,
+        "completion_tokens": draft.completion_tokens,
+        "answer_tokens": draft.answer_tokens,
+        "decode_calls": draft.decode_calls,
+        "decode_steps": draft.decode_steps,
+        "found_probability": round(draft.found_probability, 4),
+    }

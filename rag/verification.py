@@ -3,19 +3,24 @@
 Small models pick a name from the passages even when the passages give it another role ("Who is
 South Korea's president?" -> the Japanese defense minister). Asked separately, with worked
 examples, whether the quoted text says that this answer answers this question, the same model
-is far better calibrated. We read the probability of "yes" from the first token's logits
-instead of sampling it. The verifier runs on its own llama.cpp context, so the answer prompt and
-the verification prompt each keep their fixed prefix in the KV cache.
+is far better calibrated. We read the probability of "yes" from the logits of the first reply
+token instead of sampling it.
+
+It runs on the answer model's second KV sequence (``rag.decoding``): same weights, same
+context, its own fixed prefix (the instructions and examples), which is read once and kept.
 """
 
 from __future__ import annotations
 
-from functools import cached_property
-
-import numpy as np
-import numpy.typing as npt
-
-from rag.model_loading import GeneratorModel, Logits, choice_probability
+from rag.decoding import (
+    NO_GUARD,
+    VERIFY_SEQ,
+    Engine,
+    Guard,
+    choice_probability,
+    first_token_ids,
+    shared_prefix,
+)
 from rag.prompts import PromptTemplate
 
 _YES = ("yes", "Yes", " yes", " Yes")
@@ -23,35 +28,22 @@ _NO = ("no", "No", " no", " No")
 
 
 class Verifier:
-    def __init__(self, model: GeneratorModel, template: PromptTemplate) -> None:
-        self.model = model
+    def __init__(self, engine: Engine, template: PromptTemplate) -> None:
+        self.engine = engine
         self.template = template
+        self.seq = engine.sequences[VERIFY_SEQ]
+        self._yes = first_token_ids(engine, _YES)
+        self._no = first_token_ids(engine, _NO)
 
-    def probability(self, question: str, answer: str, text: str) -> float:
+    def probability(self, question: str, answer: str, text: str,
+                    guard: Guard = NO_GUARD) -> float:
         """P(yes) that ``text`` states ``answer`` as the answer to ``question``."""
         messages = self.template.messages(text=text, question=question, answer=answer)
-        captured: list[float] = []
+        tokens = self.engine.tokenize(self.engine.render(messages))
+        logits = self.engine.sync(self.seq, tokens, guard=guard)[0]
+        return choice_probability(logits, self._yes, self._no) or 0.0
 
-        def capture(_: npt.NDArray[np.intc], logits: Logits) -> Logits:
-            if not captured:
-                captured.append(choice_probability(logits, self._yes_ids, self._no_ids) or 0.0)
-            return logits
-
-        self.model.llm.create_chat_completion(
-            messages=messages,  # type: ignore[arg-type]
-            temperature=0.0,
-            max_tokens=1,
-            logits_processor=[capture],  # type: ignore[arg-type]
-        )
-        return captured[0] if captured else 0.0
-
-    def warm_up(self) -> None:
-        self.model.prime(self.template.messages(text="", question="?", answer=""))
-
-    @cached_property
-    def _yes_ids(self) -> list[int]:
-        return self.model.first_token_ids(_YES)
-
-    @cached_property
-    def _no_ids(self) -> list[int]:
-        return self.model.first_token_ids(_NO)
+    def fixed_prefix(self) -> list[int]:
+        return shared_prefix(self.engine,
+                             self.template.messages(text="A", question="A", answer="A"),
+                             self.template.messages(text="B", question="B", answer="B"))
