@@ -1,12 +1,16 @@
-"""The article's gold set: well-formed, and every evidence string is verbatim article text."""
+"""The article's gold sets (tuning and sealed test split): well-formed, evidence verbatim."""
 
 from pathlib import Path
+
+import pytest
 
 from eval.gold import load_gold, select
 from eval.metrics import contains_answer
 from tests.conftest import ARTICLE
 
-GOLD = Path(__file__).resolve().parent.parent / "eval" / "gold" / "article.jsonl"
+GOLD_DIR = Path(__file__).resolve().parent.parent / "eval" / "gold"
+GOLD = GOLD_DIR / "article.jsonl"
+TEST_SPLIT = GOLD_DIR / "article_test.jsonl"
 
 
 def test_gold_set_size_and_mix() -> None:
@@ -15,14 +19,28 @@ def test_gold_set_size_and_mix() -> None:
     assert sum(not item.answerable for item in items) >= 12
 
 
-def test_every_evidence_string_occurs_in_the_article_verbatim() -> None:
-    for item in load_gold(GOLD):
+def test_test_split_size_and_mix() -> None:
+    items = load_gold(TEST_SPLIT)  # load_gold also rejects an id that appears twice
+    assert len({item.id for item in items}) == len(items)
+    assert len(items) >= 80
+    assert sum(not item.answerable for item in items) >= 30
+
+
+def test_test_split_shares_no_question_with_the_tuning_set() -> None:
+    tuning = {_plain(item.question) for item in load_gold(GOLD)}
+    assert not [item.id for item in load_gold(TEST_SPLIT) if _plain(item.question) in tuning]
+
+
+@pytest.mark.parametrize("gold", [GOLD, TEST_SPLIT], ids=["tuning", "test"])
+def test_every_evidence_string_occurs_in_the_article_verbatim(gold: Path) -> None:
+    for item in load_gold(gold):
         for evidence in item.evidence:
             assert evidence in ARTICLE, (item.id, evidence)
 
 
-def test_answerable_items_have_answers_their_evidence_contains() -> None:
-    for item in load_gold(GOLD):
+@pytest.mark.parametrize("gold", [GOLD, TEST_SPLIT], ids=["tuning", "test"])
+def test_answerable_items_have_answers_their_evidence_contains(gold: Path) -> None:
+    for item in load_gold(gold):
         if item.answerable:
             assert item.answers and item.evidence, item.id
             assert contains_answer(" ".join(item.evidence), item.answers), item.id
@@ -35,3 +53,7 @@ def test_sample_is_fixed_by_its_seed() -> None:
     assert select(items, None, 10, 13) == select(items, None, 10, 13)
     assert select(items, None, 10, 13) != select(items, None, 10, 14)
     assert len(select(items, 5, None, 13)) == 5
+
+
+def _plain(question: str) -> str:
+    return " ".join(question.casefold().split())
