@@ -6,6 +6,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.metrics import METRIC_NAMES
 from rag.errors import InputError
 
 THRESHOLDS = Path(__file__).resolve().parent / "thresholds.toml"
@@ -14,15 +15,23 @@ THRESHOLDS = Path(__file__).resolve().parent / "thresholds.toml"
 @dataclass(frozen=True)
 class Check:
     metric: str
-    value: float | None
+    value: float | None  # None: the run did not measure it (e.g. no unanswerable questions)
     bound: float
     kind: str  # "min" or "max"
 
     @property
     def passed(self) -> bool:
-        if self.value is None:  # nothing to measure, e.g. no unanswerable questions
-            return True
+        # A bound on a metric the run could not measure fails: a gate must not pass silently.
+        if self.value is None:
+            return False
         return self.value >= self.bound if self.kind == "min" else self.value <= self.bound
+
+    def describe(self) -> str:
+        """One line for the gate's verdict, e.g. ``answer_str_em 0.812 vs min 0.85``."""
+        if self.value is None:
+            return (f"{self.metric} not measured by this run (nothing to measure it on, e.g. "
+                    f"no unanswerable questions) vs {self.kind} {self.bound}")
+        return f"{self.metric} {self.value:.3f} vs {self.kind} {self.bound}"
 
 
 def load_bounds(section: str, path: Path = THRESHOLDS) -> dict[str, dict[str, float]]:
@@ -37,10 +46,11 @@ def load_bounds(section: str, path: Path = THRESHOLDS) -> dict[str, dict[str, fl
 
 
 def evaluate(metrics: dict[str, float | None], bounds: dict[str, dict[str, float]]) -> list[Check]:
+    """One check per bound; a known metric the run did not produce is a failed check."""
     checks = []
     for kind, limits in bounds.items():
         for metric, bound in limits.items():
-            if metric not in metrics:
+            if metric not in METRIC_NAMES:
                 raise InputError(f"threshold for unknown metric {metric!r}")
-            checks.append(Check(metric, metrics[metric], float(bound), kind))
+            checks.append(Check(metric, metrics.get(metric), float(bound), kind))
     return checks

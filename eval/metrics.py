@@ -1,12 +1,19 @@
 """Answer, citation, refusal and retrieval metrics, computed without any LLM judge.
 
 Answer matching follows SQuAD's normalization (lowercase, no punctuation, no articles, collapsed
-whitespace). ``answer_str_em`` asks whether a normalized gold answer is a substring of the
-normalized answer, so gold answers must not be so short that they occur inside unrelated words.
+whitespace). ``answer_em`` is SQuAD's exact match: the normalized answer equals a normalized gold
+answer. ``answer_str_em`` asks whether a normalized gold answer occurs in the normalized answer as
+a run of whole words, so "1910" is not found in "19101" nor "Iida" in "Iidax". Words are compared
+twice, once with punctuation deleted as SQuAD does ("U.S." is "us") and once with punctuation as
+a word break ("1910-45" is "1910 45", so "1910" is found in it).
+
+Every rate (a share of questions or citations) also has its count ``[k, n]`` (``counts``) and a
+95% Wilson score interval (``wilson``), so a report says how far the rate can be trusted.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import string
@@ -18,6 +25,8 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation) | set("‘’“”—–…")
 
 METRIC_NAMES = (
+    "accuracy",
+    "answer_em",
     "answer_str_em",
     "answer_f1",
     "refusal_accuracy",
@@ -30,6 +39,20 @@ METRIC_NAMES = (
     "latency_p95_s",
 )
 
+# The metrics that are shares k/n: reported with their count and a Wilson interval.
+RATE_METRICS = (
+    "accuracy",
+    "answer_em",
+    "answer_str_em",
+    "refusal_accuracy",
+    "false_refusal_rate",
+    "citation_precision",
+    "citation_recall",
+    "retrieval_recall_at_k",
+)
+
+WILSON_Z = 1.959963984540054  # the 97.5% normal quantile: a two-sided 95% interval
+
 
 def normalize_answer(text: str) -> str:
     text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
@@ -37,9 +60,32 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
+def _words(text: str) -> list[str]:
+    """Like ``normalize_answer`` but punctuation breaks words instead of joining them."""
+    text = "".join(" " if ch in _PUNCTUATION else ch for ch in text.lower())
+    return _ARTICLES.sub(" ", text).split()
+
+
+def _has_run(words: Sequence[str], run: Sequence[str]) -> bool:
+    size = len(run)
+    return size > 0 and any(
+        list(words[i:i + size]) == list(run) for i in range(len(words) - size + 1)
+    )
+
+
 def contains_answer(prediction: str, golds: Sequence[str]) -> bool:
+    """A normalized gold answer occurs in the normalized prediction as a run of whole words."""
+    squad, broken = normalize_answer(prediction).split(), _words(prediction)
+    return any(
+        _has_run(squad, normalize_answer(gold).split()) or _has_run(broken, _words(gold))
+        for gold in golds
+    )
+
+
+def exact_match(prediction: str, golds: Sequence[str]) -> bool:
+    """SQuAD's exact match: the normalized prediction equals a normalized gold answer."""
     predicted = normalize_answer(prediction)
-    return any(gold in predicted for gold in map(normalize_answer, golds) if gold)
+    return any(predicted == gold for gold in map(normalize_answer, golds) if gold)
 
 
 def token_f1(prediction: str, gold: str) -> float:
@@ -103,6 +149,15 @@ class QuestionOutcome:
         return self.answerable and not self.refused and contains_answer(self.answer, self.golds)
 
     @property
+    def exact(self) -> bool:
+        return self.answerable and not self.refused and exact_match(self.answer, self.golds)
+
+    @property
+    def correct(self) -> bool:
+        """Answered right (``answer_str_em``) when answerable, refused when not."""
+        return self.answer_hit if self.answerable else self.refused
+
+    @property
     def f1(self) -> float:
         return 0.0 if self.refused or not self.answerable else best_f1(self.answer, self.golds)
 
@@ -111,6 +166,7 @@ class QuestionOutcome:
         return self.refused != self.answerable
 
     def citation_hits(self) -> list[bool]:
+        """One flag per citation; an unanswerable question has no evidence, so all are wrong."""
         return [any(c.overlaps(e) for e in self.evidence) for c in self.citations]
 
     @property
@@ -126,27 +182,57 @@ class QuestionOutcome:
         return None
 
 
+def counts(outcomes: Sequence[QuestionOutcome]) -> dict[str, tuple[int, int]]:
+    """Each rate metric as ``(k, n)``: k of n questions (or citations) count for it."""
+    answerable = [o for o in outcomes if o.answerable]
+    unanswerable = [o for o in outcomes if not o.answerable]
+    # Every question answered rather than refused: citations given to an unanswerable question
+    # that should have been refused count too, and all of them are wrong.
+    hits = [hit for o in outcomes if not o.refused for hit in o.citation_hits()]
+    return {
+        "accuracy": _count(o.correct for o in outcomes),
+        "answer_em": _count(o.exact for o in answerable),
+        "answer_str_em": _count(o.answer_hit for o in answerable),
+        "refusal_accuracy": _count(o.refused for o in unanswerable),
+        "false_refusal_rate": _count(o.refused for o in answerable),
+        "citation_precision": _count(hits),
+        "citation_recall": _count(o.cited_evidence for o in answerable),
+        "retrieval_recall_at_k": _count(o.evidence_rank is not None for o in answerable),
+    }
+
+
 def compute(outcomes: Sequence[QuestionOutcome]) -> dict[str, float | None]:
     """All metrics; a metric with nothing to measure (no unanswerable questions, say) is None."""
     answerable = [o for o in outcomes if o.answerable]
-    unanswerable = [o for o in outcomes if not o.answerable]
-    answered = [o for o in answerable if not o.refused]
-    hits = [hit for o in answered for hit in o.citation_hits()]
-    ranks = [o.evidence_rank for o in answerable]
     latencies = [o.latency_s for o in outcomes]
-    return {
-        "answer_str_em": _share(o.answer_hit for o in answerable),
+    rates: dict[str, float | None] = {
+        name: k / n if n else None for name, (k, n) in counts(outcomes).items()
+    }
+    if rates["citation_precision"] is None and any(not o.refused for o in outcomes):
+        # Answers without any citation count as zero precision: a gate must not pass a silent
+        # model.
+        rates["citation_precision"] = 0.0
+    values = {
+        **rates,
         "answer_f1": _mean(o.f1 for o in answerable),
-        "refusal_accuracy": _share(o.refused for o in unanswerable),
-        "false_refusal_rate": _share(o.refused for o in answerable),
-        # Answers without any citation count as zero precision: a gate must not pass a silent model.
-        "citation_precision": _share(hits) if hits else (0.0 if answered else None),
-        "citation_recall": _share(o.cited_evidence for o in answerable),
-        "retrieval_recall_at_k": _share(r is not None for r in ranks),
-        "mrr": _mean(1.0 / r if r else 0.0 for r in ranks),
+        "mrr": _mean(1.0 / r if (r := o.evidence_rank) else 0.0 for o in answerable),
         "latency_p50_s": percentile(latencies, 50),
         "latency_p95_s": percentile(latencies, 95),
     }
+    return {name: values[name] for name in METRIC_NAMES}
+
+
+def wilson(k: int, n: int, z: float = WILSON_Z) -> tuple[float, float] | None:
+    """The Wilson score interval of the share k/n (None when n is 0)."""
+    if n <= 0:
+        return None
+    p = k / n
+    scale = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / scale
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / scale
+    low = 0.0 if k <= 0 else max(0.0, center - half)
+    high = 1.0 if k >= n else min(1.0, center + half)
+    return low, high
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -157,9 +243,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1])
 
 
-def _share(flags: Iterable[bool]) -> float | None:
+def _count(flags: Iterable[bool]) -> tuple[int, int]:
     values = list(flags)
-    return sum(values) / len(values) if values else None
+    return sum(values), len(values)
 
 
 def _mean(values: Iterable[float]) -> float | None:

@@ -58,14 +58,16 @@ def test_eval_of_another_document_writes_every_metric(
                       "--markdown", str(markdown), settings=settings)
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
-    for key in (*METRIC_NAMES, "n", "model", "prompt", "settings", "per_question"):
+    for key in (*METRIC_NAMES, "counts", "n", "model", "prompt", "settings", "per_question"):
         assert key in data
+    assert data["counts"]["answer_str_em"][1] == 3
+    assert data["counts"]["refusal_accuracy"][1] == 1
     assert data["n"] == 4
     assert data["model"] == "qwen2.5-coder-0.5b-instruct"
     assert data["retrieval_recall_at_k"] == 1.0
     assert data["answer_str_em"] >= 2 / 3
     row = data["per_question"][0]
-    assert set(row["pass"]) == {"answer_str_em", "refusal", "citation_precision",
+    assert set(row["pass"]) == {"answer_em", "answer_str_em", "refusal", "citation_precision",
                                 "citation_recall", "retrieval"}
     assert markdown.read_text().startswith("# Eval report")
     assert "| answer_str_em |" in result.stdout
