@@ -1,7 +1,8 @@
 """Gold question sets: one JSON object a line.
 
-``{"id", "question", "answers": [...], "evidence": [...], "answerable": bool}``; other keys (such
-as ``doc``) are allowed and ignored. ``evidence`` holds exact substrings of the documents.
+``{"id", "question", "answers": [...], "evidence": [...], "answerable": bool}``, optionally
+``"doc"`` (the name of the document the question is about, kept for ``rag eval --doc``); other
+keys are allowed and ignored. ``evidence`` holds exact substrings of the documents.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class GoldItem:
     answers: tuple[str, ...]
     evidence: tuple[str, ...]
     answerable: bool
+    doc: str | None = None
 
 
 def load_gold(path: Path) -> list[GoldItem]:
@@ -62,10 +64,14 @@ def _item(path: Path, number: int, line: str) -> GoldItem:
     for key, kind in REQUIRED.items():
         if not isinstance(record.get(key), kind):
             raise InputError(f"{where}: {key!r} must be a {kind.__name__}")
+    doc = record.get("doc")
+    if doc is not None and not isinstance(doc, str):
+        raise InputError(f"{where}: 'doc' must be a str when present")
     return GoldItem(
         id=record["id"],
         question=record["question"],
         answers=tuple(map(str, record["answers"])),
         evidence=tuple(map(str, record["evidence"])),
         answerable=record["answerable"],
+        doc=doc,
     )

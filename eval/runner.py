@@ -1,7 +1,9 @@
 """``rag eval``: run a gold set through ``Pipeline.ask`` and score it.
 
 Without ``--docs`` it evaluates the current index; with ``--docs`` it first builds a temporary
-index of those documents, so the same harness evaluates any corpus.
+index of those documents, so the same harness evaluates any corpus. ``--doc NAME`` keeps only the
+gold questions whose ``doc`` is NAME and, with ``--docs``, indexes only the files named NAME (any
+extension), so one document's questions are asked of that document alone.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from tqdm import tqdm
 from eval import gate, metrics, report
 from eval.gold import GoldItem, load_gold, select
 from index_build.build import build_index, ensure_default_index
+from index_build.reading import files_under
+from rag.errors import InputError
 from rag.model_loading import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import Settings
@@ -34,6 +38,9 @@ EXIT_GATE_FAILED = 1
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gold", type=Path, required=True, help="gold questions (JSONL)")
     parser.add_argument("--docs", type=Path, nargs="+", help="evaluate these documents instead")
+    parser.add_argument("--doc", dest="doc_names", action="append", metavar="NAME",
+                        help="only the gold questions whose doc is NAME (repeatable); with --docs "
+                             "only the files whose name without extension is NAME are indexed")
     parser.add_argument("--json", dest="json_out", type=Path, help="write the JSON report here")
     parser.add_argument("--markdown", type=Path, help="write the markdown report here")
     parser.add_argument("--limit", type=int, help="only the first N questions")
@@ -45,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    items = select(load_gold(args.gold), args.limit, args.sample, args.seed)
-    docs = args.docs
+    names: list[str] | None = args.doc_names
+    items = select(of_docs(load_gold(args.gold), names), args.limit, args.sample, args.seed)
+    docs = docs_named(args.docs, names) if args.docs and names else args.docs
     section = args.gate or settings.llm
     bounds = gate.load_bounds(section) if args.check else None
     if bounds is not None and not any(bounds.values()):
@@ -67,6 +75,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         "settings": pipeline.settings.public(),
         "gold": str(args.gold),
         "docs": [str(d) for d in docs] if docs else None,
+        "doc_filter": names,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - started, 1),
         "gate": [asdict(c) | {"passed": c.passed} for c in checks],
@@ -82,6 +91,31 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"quality gate FAILED: {'; '.join(c.describe() for c in failed)}", file=sys.stderr)
         return EXIT_GATE_FAILED
     return 0
+
+
+def of_docs(items: list[GoldItem], names: list[str] | None) -> list[GoldItem]:
+    """The gold questions whose ``doc`` is one of ``names`` (all of them when names is None)."""
+    if not names:
+        return items
+    kept = [item for item in items if item.doc in names]
+    known = {item.doc for item in items if item.doc is not None}
+    missing = [name for name in names if name not in known]
+    if missing:
+        shown = ", ".join(sorted(known)) or "none: the gold file has no doc fields"
+        raise InputError(f"no gold question has doc {', '.join(map(repr, missing))} "
+                         f"(docs in the gold file: {shown})")
+    return kept
+
+
+def docs_named(paths: list[Path], names: list[str]) -> list[Path]:
+    """The document files under ``paths`` whose name without its extension is one of ``names``."""
+    found = [path for root in paths for path, _ in files_under(root) if path.stem in names]
+    files = list(dict.fromkeys(found))  # a file given both itself and by its folder: once
+    missing = [name for name in names if name not in {path.stem for path in files}]
+    if missing:
+        raise InputError(f"no document named {', '.join(map(repr, missing))} under "
+                         f"{', '.join(map(str, paths))}")
+    return files
 
 
 @contextmanager

@@ -24,7 +24,7 @@ def read_documents(paths: Iterable[Path]) -> list[Document]:
     """Read every supported file under ``paths``; ids are paths relative to the given root."""
     documents: dict[str, Document] = {}
     for root in paths:
-        for path, doc_id in _files_under(Path(root)):
+        for path, doc_id in files_under(Path(root)):
             if doc_id in documents:
                 raise InputError(f"two documents would share the id {doc_id!r}: rename one of them")
             documents[doc_id] = read_document(path, doc_id)
@@ -55,7 +55,8 @@ def read_document(path: Path, doc_id: str) -> Document:
     )
 
 
-def _files_under(root: Path) -> list[tuple[Path, str]]:
+def files_under(root: Path) -> list[tuple[Path, str]]:
+    """The supported files at ``root`` (a file or a folder) with their document ids."""
     if not root.exists():
         raise InputError(f"no such file or folder: {root}")
     if root.is_file():
