@@ -4,6 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RAG     := $(BIN)/rag
 STAMP   := $(VENV)/.installed
+# The browser tests/test_browser.py drives: Debian's Chromium, never a browser download.
+CHROMIUM := /usr/bin/chromium
+BROWSER_STAMP := $(VENV)/.chromium
+SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 LLAMA   := $(VENV)/.llama-built
 GOLD    := eval/gold/article.jsonl
 CORPUS  := corpus/gsomia_article.txt
@@ -12,7 +16,7 @@ REPORTS := reports
 SQUAD   ?= ../shared/benchmarks/squad2-dev-2articles
 SQUAD_SAMPLE := $(if $(FULL),,--sample 100)
 
-.PHONY: install llama-rebuild models index run chat serve test lint unit gate eval eval-squad bench bench-quick clean
+.PHONY: install llama-rebuild models index run chat serve test lint unit gate eval eval-squad bench bench-quick clean browser
 
 # Ends with `rag doctor`: each model runs once in a child process on this build and CPU.
 install: $(STAMP) models
@@ -38,6 +42,15 @@ $(STAMP): pyproject.toml $(LLAMA) | $(BIN)/python
 models: $(STAMP)
 	$(RAG) models install
 
+# Debian's Chromium for the browser test (apt-get only when it is missing; sudo unless root).
+browser: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): | $(BIN)/python
+	test -x $(CHROMIUM) || { $(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	test -x $(CHROMIUM)
+	touch $@
+
 # Throw the cached llama-cpp-python wheel away and compile it again.
 llama-rebuild: | $(BIN)/python
 	$(BIN)/python -m rag.llama_build install --force
@@ -58,7 +71,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check rag index_build eval tests
 	$(BIN)/mypy
 
-unit: install
+unit: install $(BROWSER_STAMP)
 	$(BIN)/pytest
 
 # The quality gate on the small model (fast enough for every CI run); see eval/thresholds.toml.
