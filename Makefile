@@ -4,6 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RAG     := $(BIN)/rag
 STAMP   := $(VENV)/.installed
+# The browser tests/test_browser.py drives: Debian's Chromium, never a browser download.
+CHROMIUM := /usr/bin/chromium
+BROWSER_STAMP := $(VENV)/.chromium
+SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 LLAMA   := $(VENV)/.llama-built
 # The tuning split (changes are tried and thresholds set on it) and the sealed test split (written
 # before any change was tried on it; run only to report).
@@ -18,7 +22,7 @@ SQUAD_SAMPLE ?= $(if $(FULL),,--sample 100)
 SQUAD_DOCS   := Normans Computational_complexity_theory
 SQUAD_LLM    := $(or $(LLM),default)
 
-.PHONY: install llama-rebuild models index run chat serve test lint unit gate eval eval-squad bench bench-quick clean
+.PHONY: install llama-rebuild models index run chat serve test lint unit gate eval eval-squad bench bench-quick clean browser
 
 # Ends with `rag doctor`: each model runs once in a child process on this build and CPU.
 install: $(STAMP) models
@@ -44,6 +48,15 @@ $(STAMP): pyproject.toml $(LLAMA) | $(BIN)/python
 models: $(STAMP)
 	$(RAG) models install
 
+# Debian's Chromium for the browser test (apt-get only when it is missing; sudo unless root).
+browser: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): | $(BIN)/python
+	test -x $(CHROMIUM) || { $(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	test -x $(CHROMIUM)
+	touch $@
+
 # Throw the cached llama-cpp-python wheel away and compile it again.
 llama-rebuild: | $(BIN)/python
 	$(BIN)/python -m rag.llama_build install --force
@@ -64,7 +77,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check rag index_build eval tests
 	$(BIN)/mypy
 
-unit: install
+unit: install $(BROWSER_STAMP)
 	$(BIN)/pytest
 
 # The quality gate on the small model (fast enough for every CI run); see eval/thresholds.toml.

@@ -183,8 +183,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     service_log.addHandler(handler)
     service_log.setLevel(logging.INFO)
     service_log.propagate = False
-    print(f"Serving on http://{settings.host}:{settings.port} (docs at /schema); "
-          "loading the index and models…", file=sys.stderr)
+    print(f"Serving on http://{settings.host}:{settings.port} — the web page is at that URL, "
+          "the API docs at /schema; loading the index and models…", file=sys.stderr)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level="warning", access_log=False)
     return EXIT_OK

@@ -35,6 +35,7 @@ from rag.model_gate import ModelGate, ServiceBusyError
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import Answer, Passage
+from rag.web_page import add_web_page
 
 log = logging.getLogger("rag.http")
 
@@ -447,6 +448,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
         state=State({"service": service}),
         lifespan=[load_in_background],
+        on_app_init=[add_web_page],  # GET / and /static/*: the web page (rag/web_page.py)
         before_request=require_json,
         exception_handlers={Exception: handle_error},
         middleware=[access_log],

@@ -1,0 +1,193 @@
+"""The web page in a real browser: headless Debian Chromium, driven by Playwright, against the real
+service (`rag serve` in a subprocess on 127.0.0.1, the small model), as a person would use it.
+
+Never a browser download: Playwright drives /usr/bin/chromium (`make test` installs it). A missing
+browser or Playwright fails these tests; it never skips them. Screenshots are written to
+reports/screenshots/.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rag.settings import Settings
+from tests.conftest import ARTICLE, free_port
+
+pytestmark = pytest.mark.llm
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "reports" / "screenshots"
+QUESTION = "Who is Japan's foreign minister quoted in the article?"
+UNANSWERABLE = "What is the population of Seoul?"
+ANSWER_TIMEOUT_MS = 120_000
+
+# Records every state of the answer element, to see the draft streaming in before the final
+# answer replaces it.
+WATCH_ANSWER = """
+window.__answerStates = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const answer = document.getElementById("answer");
+  new MutationObserver(() => window.__answerStates.push(
+    {cls: answer.className, text: answer.textContent})
+  ).observe(answer, {childList: true, subtree: true, characterData: true, attributes: true});
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings, article_index: object) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_LLM": "small",
+           "RAG_MODEL_DIR": str(settings.model_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "the server exited while starting"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the service never became ready")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.fail(f"Playwright is missing ({exc}); `make install` installs the dev extras",
+                    pytrace=False)
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing; `make test` installs it (apt-get install -y chromium)",
+                    pytrace=False)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Page:
+    """One browser page on the service, recording what should never happen on it."""
+
+    def __init__(self, browser: Any, url: str, **context: Any) -> None:
+        self.url = url
+        self.page = browser.new_context(**context).new_page()
+        self.page.set_default_timeout(ANSWER_TIMEOUT_MS)
+        self.problems: list[str] = []
+        self.page.on("pageerror", lambda exc: self.problems.append(f"script error: {exc}"))
+        self.page.on("request", self._check_request)
+        self.page.add_init_script(WATCH_ANSWER)
+
+    def _check_request(self, request: Any) -> None:
+        if not (request.url.startswith(self.url) or request.url.startswith("data:")):
+            self.problems.append(f"request outside the service: {request.url}")
+
+    def ask(self, question: str) -> None:
+        self.page.fill("#question", question)
+        self.page.press("#question", "Enter")
+
+    def wait_for_answer(self) -> dict[str, Any]:
+        """Waits for the checked answer (or the refusal) and returns the page's own copy of it."""
+        self.page.wait_for_selector("#answer.final, #refusal:not([hidden])")
+        answer: dict[str, Any] = self.page.evaluate("window.lastAnswer")
+        return answer
+
+
+def test_the_page_answers_with_highlighted_sources_and_refuses_plainly(
+    server: str, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    tab = Page(browser, server, viewport={"width": 1100, "height": 900})
+    page = tab.page
+    page.goto(server)
+    expect(page.locator("h1")).to_have_text("Grounded answers")
+    expect(page.locator("#service")).to_be_hidden()  # ready: no loading banner
+
+    # Enter asks; the draft streams in, then the checked answer replaces it.
+    tab.ask(QUESTION)
+    answer = tab.wait_for_answer()
+    assert answer["refused"] is False, f"the service refused: {answer['answer']}"
+    expect(page.locator("#answer")).to_contain_text("Motegi")
+    states = page.evaluate("window.__answerStates")
+    assert any("draft" in s["cls"] and s["text"] for s in states), "no draft was streamed"
+    assert "final" in states[-1]["cls"]
+
+    # Each citation marker links to its card; the card marks the quote at its exact offsets.
+    assert answer["citations"], "an answer without citations"
+    for citation in answer["citations"]:
+        assert ARTICLE[citation["start"]:citation["end"]] == citation["quote"]
+    first = answer["citations"][0]
+    page.click(f"#answer a.marker[href='#cite-{first['id']}']")
+    card = page.locator(f"#cite-{first['id']}")
+    expect(card).to_have_class("card active")
+    expect(card).to_be_in_viewport()
+    expect(card).to_contain_text(first["source"])
+    assert card.locator("mark").text_content() == first["quote"]
+    # The whole passage around it, when the cited passage is among the retrieved ones (in the
+    # corpus layout the model may cite one that is not: then the quote stands alone).
+    passage = next((p for p in answer["passages"] if p["chunk_id"] == first["chunk_id"]), None)
+    around = passage["text"] if passage else first["quote"]
+    assert card.locator("blockquote").text_content() == around
+
+    # The toggle shows every retrieved passage with its score.
+    page.click("#passages-panel summary")
+    shown = page.locator("#passages > li")
+    expect(shown).to_have_count(len(answer["passages"]))
+    expect(shown.first).to_contain_text(f"score {answer['passages'][0]['score']:.4f}")
+    page.screenshot(path=str(SCREENSHOTS / "page.png"), full_page=True)
+
+    # An unanswerable question: the refusal is shown plainly, with the service's sentence.
+    tab.ask(UNANSWERABLE)
+    refused = tab.wait_for_answer()
+    assert refused["refused"] is True, f"answered an unanswerable question: {refused['answer']}"
+    expect(page.locator("#refusal")).to_contain_text("Not in the documents")
+    expect(page.locator("#refusal")).to_contain_text(refused["answer"])
+    assert refused["answer"].startswith("The documents do not say")
+    expect(page.locator("#citations > li")).to_have_count(0)
+    page.screenshot(path=str(SCREENSHOTS / "refusal.png"), full_page=True)
+
+    # Both questions are remembered in the page.
+    expect(page.locator("#recent li")).to_have_text([UNANSWERABLE, QUESTION])
+    assert tab.problems == []
+
+
+def test_a_permalink_asks_again_on_load_at_phone_width(server: str, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    tab = Page(browser, server, viewport={"width": 390, "height": 844}, is_mobile=True,
+               has_touch=True)
+    page = tab.page
+    page.goto(str(httpx.URL(server, params={"q": QUESTION})))
+    expect(page.locator("#question")).to_have_value(QUESTION)
+    answer = tab.wait_for_answer()
+    assert answer["question"] == QUESTION
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    page.screenshot(path=str(SCREENSHOTS / "page-phone.png"), full_page=True)
+    assert tab.problems == []
