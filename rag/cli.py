@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     index_commands = index.add_subparsers(required=True, metavar="ACTION")
     build = index_commands.add_parser("build", parents=[common], help="index files or folders")
     build.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                       help=".txt, .md, .html files or folders (default: the bundled article)")
+                       help=".txt, .md, .html, .pdf, .docx files or folders "
+                            "(default: the bundled article)")
     build.add_argument("--chunk-tokens", type=int, help="max tokens per chunk")
     build.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks")
     build.set_defaults(command=cmd_index_build)
@@ -269,7 +270,8 @@ def format_answer(answer: Answer) -> str:
     marks = "".join(f" [{c.id}]" for c in answer.citations)
     lines = [answer.answer + marks]
     for c in answer.citations:
-        lines.append(f"\n[{c.id}] {c.source}, characters {c.start}-{c.end}:")
+        page = f", page {c.page}" if c.page is not None else ""
+        lines.append(f"\n[{c.id}] {c.source}{page}, characters {c.start}-{c.end}:")
         lines.append(f'    "{" ".join(c.quote.split())}"')
     return "\n".join(lines)
 

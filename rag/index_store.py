@@ -3,7 +3,8 @@
 An index folder holds::
 
     manifest.json     what was indexed, how, and with which models
-    documents.jsonl   every document's id, path, checksum and text (quotes are checked against it)
+    documents.jsonl   every document's id, path, checksum, text (quotes are checked against it)
+                      and, for paged formats (PDF), where each page starts in that text
     chunks.jsonl      every chunk with its document id, span and sentence spans
     dense.faiss       the FAISS index of the chunk embeddings (row i = line i of chunks.jsonl)
     lexical/          the BM25 side index (bm25s format)
@@ -22,7 +23,8 @@ from typing import Any
 from rag.errors import IndexMismatchError, IndexNotFoundError
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 1
+# 2: documents carry page starts.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
@@ -130,7 +132,9 @@ def chunk_record(chunk: Chunk) -> dict[str, Any]:
 
 
 def document_record(document: Document) -> dict[str, Any]:
-    return asdict(document)
+    record = asdict(document)
+    record["page_starts"] = list(document.page_starts)
+    return record
 
 
 def _chunk(record: dict[str, Any]) -> Chunk:
@@ -138,7 +142,7 @@ def _chunk(record: dict[str, Any]) -> Chunk:
 
 
 def _document(record: dict[str, Any]) -> Document:
-    return Document(**record)
+    return Document(**{**record, "page_starts": tuple(record["page_starts"])})
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

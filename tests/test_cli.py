@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from rag.cli import format_answer
 from rag.index_store import MANIFEST
 from rag.settings import Settings
+from rag.types import Answer, Citation
 from tests.conftest import ARTICLE
 
 RAG = [sys.executable, "-m", "rag.cli"]
@@ -138,3 +140,16 @@ def test_first_question_builds_the_bundled_index_at_the_default_location(tmp_pat
     assert result.returncode == 0, result.stderr
     assert "indexing the bundled article first" in result.stderr
     assert (tmp_path / "var" / "index" / MANIFEST).is_file()
+
+
+def test_citations_show_the_page_of_paged_documents() -> None:
+    cite = {"chunk_id": "x#0", "start": 120, "end": 140, "quote": "The harbor master.",
+            "score": 0.9}
+    answer = Answer(
+        question="Who?", answer="Ingrid", refused=False, passages=[], model="m", prompt="p",
+        citations=[Citation(id=1, source="report.pdf", page=3, **cite),
+                   Citation(id=2, source="notes.txt", page=None, **cite)],
+    )
+    text = format_answer(answer)
+    assert "[1] report.pdf, page 3, characters 120-140:" in text
+    assert "[2] notes.txt, characters 120-140:" in text
