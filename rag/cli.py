@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import InputError, ModelNotFoundError, RagError
+from rag.errors import InputError, ModelNotFoundError, RagError, UnreadableDocumentsError
 from rag.settings import Settings
 from rag.types import Answer
 
 if TYPE_CHECKING:
+    from index_build.build import BuildResult
     from rag.pipeline import Pipeline
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -67,15 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    index = commands.add_parser("index", help="build or describe the index")
+    index = commands.add_parser("index", help="build, change or describe the index")
     index_commands = index.add_subparsers(required=True, metavar="ACTION")
-    build = index_commands.add_parser("build", parents=[common], help="index files or folders")
+    build = index_commands.add_parser(
+        "build", parents=[common],
+        help="index exactly these files or folders (unchanged documents are not embedded again)")
     build.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                        help=".txt, .md, .html, .pdf, .docx files or folders "
                             "(default: the bundled article)")
     build.add_argument("--chunk-tokens", type=int, help="max tokens per chunk")
     build.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks")
     build.set_defaults(command=cmd_index_build)
+    add = index_commands.add_parser(
+        "add", parents=[common],
+        help="add files or folders to the index (a document with the same id is replaced)")
+    add.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                     help=".txt, .md, .html, .pdf, .docx files or folders")
+    add.set_defaults(command=cmd_index_add)
+    remove = index_commands.add_parser("remove", parents=[common],
+                                       help="drop documents from the index by id")
+    remove.add_argument("doc_ids", nargs="+", metavar="DOC_ID",
+                        help="document ids as `rag index info` lists them")
+    remove.set_defaults(command=cmd_index_remove)
     info = index_commands.add_parser("info", parents=[common], help="describe the index")
     info.set_defaults(command=cmd_index_info)
 
@@ -123,13 +137,39 @@ def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_index_build(args: argparse.Namespace, settings: Settings) -> int:
     from index_build.build import build_index
 
-    result = build_index(settings, args.paths, progress=sys.stderr.isatty())
+    return _report_build(lambda: build_index(settings, args.paths, progress=sys.stderr.isatty()))
+
+
+def cmd_index_add(args: argparse.Namespace, settings: Settings) -> int:
+    from index_build.build import add_documents
+
+    return _report_build(lambda: add_documents(settings, args.paths,
+                                               progress=sys.stderr.isatty()))
+
+
+def cmd_index_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from index_build.build import remove_documents
+
+    return _report_build(lambda: remove_documents(settings, args.doc_ids))
+
+
+def _report_build(build: Callable[[], BuildResult]) -> int:
+    """Run a build and say what it did; each file that failed gets a line of its own."""
+    try:
+        result = build()
+    except UnreadableDocumentsError as exc:
+        for failure in exc.failures:
+            print(f"rag: {failure}", file=sys.stderr)
+        raise
     m = result.manifest
     if result.status == "unchanged":
         print(f"Index at {result.index_dir} is up to date ({m.chunk_count} chunks).")
-    else:
-        print(f"Indexed {len(m.documents)} document(s) into {m.chunk_count} chunks at "
-              f"{result.index_dir} in {m.build_seconds:.1f} s.")
+        return EXIT_OK
+    changed = sum(not d.reused for d in m.documents)
+    removed = f", removed {len(m.removed)} document(s)" if m.removed else ""
+    print(f"Indexed {len(m.documents)} document(s) into {m.chunk_count} chunks at "
+          f"{result.index_dir} in {m.build_seconds:.1f} s: embedded {m.embedded_chunks} "
+          f"chunk(s) of {changed} new or changed document(s), reused {m.reused_chunks}{removed}.")
     return EXIT_OK
 
 
