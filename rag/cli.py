@@ -68,10 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
+    engine = argparse.ArgumentParser(add_help=False)
+    engine.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="read, chunk and embed in this process (default) or on Ray")
+    engine.add_argument("--address", help="Ray cluster to use with --engine ray "
+                                          "(default: start a local Ray instance)")
+
     index = commands.add_parser("index", help="build, change or describe the index")
     index_commands = index.add_subparsers(required=True, metavar="ACTION")
     build = index_commands.add_parser(
-        "build", parents=[common],
+        "build", parents=[common, engine],
         help="index exactly these files or folders (unchanged documents are not embedded again)")
     build.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                        help=".txt, .md, .html, .pdf, .docx files or folders "
@@ -80,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks")
     build.set_defaults(command=cmd_index_build)
     add = index_commands.add_parser(
-        "add", parents=[common],
+        "add", parents=[common, engine],
         help="add files or folders to the index (a document with the same id is replaced)")
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                      help=".txt, .md, .html, .pdf, .docx files or folders")
@@ -137,14 +143,17 @@ def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_index_build(args: argparse.Namespace, settings: Settings) -> int:
     from index_build.build import build_index
 
-    return _report_build(lambda: build_index(settings, args.paths, progress=sys.stderr.isatty()))
+    return _report_build(lambda: build_index(
+        settings, args.paths, progress=sys.stderr.isatty(), engine=args.engine,
+        address=args.address))
 
 
 def cmd_index_add(args: argparse.Namespace, settings: Settings) -> int:
     from index_build.build import add_documents
 
-    return _report_build(lambda: add_documents(settings, args.paths,
-                                               progress=sys.stderr.isatty()))
+    return _report_build(lambda: add_documents(
+        settings, args.paths, progress=sys.stderr.isatty(), engine=args.engine,
+        address=args.address))
 
 
 def cmd_index_remove(args: argparse.Namespace, settings: Settings) -> int:

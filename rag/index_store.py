@@ -52,6 +52,7 @@ class Manifest:
     fingerprint: str
     created_at: str
     build_seconds: float
+    engine: str  # "local" (one process) or "ray"
     reader: str
     embed_model: str
     embed_dim: int
