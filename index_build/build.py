@@ -39,7 +39,6 @@ from rag.errors import (
 )
 from rag.model_loading import EMBED_MODEL_NAME, Embedder
 from rag.settings import BUNDLED_CORPUS, Settings
-from rag.types import Document
 
 EngineName = Literal["local", "ray"]
 
@@ -73,6 +72,16 @@ class _Corpus:
     files: list[tuple[SourceFile, str]]  # files with their checksums
     failures: list[str]  # files that could not even be read to be checksummed
 
+    @classmethod
+    def of(cls, kept: list[index_store.DocumentInfo], sources: list[SourceFile]) -> _Corpus:
+        files, failures = [], []
+        for source in sources:
+            try:
+                files.append((source, file_sha256(source.path)))
+            except InputError as exc:
+                failures.append(str(exc))
+        return cls(kept, files, failures)
+
     def checksums(self) -> list[tuple[str, str]]:
         return [(d.doc_id, d.sha256) for d in self.kept] + [
             (source.doc_id, sha256) for source, sha256 in self.files
@@ -95,8 +104,8 @@ def build_index(
     sources = find_files(list(paths) or [BUNDLED_CORPUS])
     with build_lock(settings.index_dir):
         current = _current_manifest(settings.index_dir)
-        corpus = _checksummed(sources, kept=[])
-        return _build(settings, corpus, current, _Engine(engine, address, embedder, progress))
+        engine_choice = _Engine(engine, address, embedder, progress)
+        return _build(settings, [], sources, current, engine_choice)
 
 
 def add_documents(
@@ -119,8 +128,8 @@ def add_documents(
             settings = _chunking_of(current, settings)
         added = {source.doc_id for source in sources}
         kept = [d for d in current.documents if d.doc_id not in added] if current else []
-        corpus = _checksummed(sources, kept)
-        return _build(settings, corpus, current, _Engine(engine, address, embedder, progress))
+        engine_choice = _Engine(engine, address, embedder, progress)
+        return _build(settings, kept, sources, current, engine_choice)
 
 
 def remove_documents(settings: Settings, doc_ids: Sequence[str]) -> BuildResult:
@@ -140,8 +149,7 @@ def remove_documents(settings: Settings, doc_ids: Sequence[str]) -> BuildResult:
                 "removing every document would leave an empty index: build a new one with "
                 "`rag index build PATH ...` instead"
             )
-        corpus = _Corpus(kept, files=[], failures=[])
-        return _build(_chunking_of(current, settings), corpus, current, _Engine())
+        return _build(_chunking_of(current, settings), kept, [], current, _Engine())
 
 
 def ensure_default_index(settings: Settings, announce: Callable[[str], None]) -> None:
@@ -157,11 +165,14 @@ def ensure_default_index(settings: Settings, announce: Callable[[str], None]) ->
 
 def _build(
     settings: Settings,
-    corpus: _Corpus,
+    kept: list[index_store.DocumentInfo],
+    sources: list[SourceFile],
     current: index_store.Manifest | None,
     engine: _Engine,
 ) -> BuildResult:
+    """Build an index of ``kept`` (documents of the current index) and ``sources`` (files)."""
     started = time.perf_counter()
+    corpus = _Corpus.of(kept, sources)
     if (
         not corpus.failures
         and current is not None
@@ -183,31 +194,47 @@ def _build(
     if failures:
         files = len(corpus.files) + len(corpus.failures)
         raise UnreadableDocumentsError(failures, files, str(settings.index_dir))
+    # Every document has at least one chunk (blank files fail), so there is a vector to stack.
     indexed = sorted([*reused, *processed.documents], key=lambda d: d.document.doc_id)
-    if not indexed:
-        raise InputError("the documents contain no text to index")
     documents = [d.document for d in indexed]
     chunks = [c for d in indexed for c in d.chunks]
     vectors = np.ascontiguousarray(np.vstack([d.vectors for d in indexed]), dtype=np.float32)
-    reused_ids = {d.document.doc_id for d in reused}
-    manifest = index_store.Manifest(
+    manifest = _manifest(settings, engine.name, indexed, processed.documents, current, started)
+    write_index(settings.index_dir, manifest, documents, chunks, vectors)
+    return BuildResult("built", manifest, settings.index_dir)
+
+
+def _manifest(
+    settings: Settings,
+    engine: EngineName,
+    indexed: list[IndexedDocument],
+    embedded: list[IndexedDocument],
+    current: index_store.Manifest | None,
+    started: float,
+) -> index_store.Manifest:
+    embedded_ids = {d.document.doc_id for d in embedded}
+    chunk_count = sum(len(d.chunks) for d in indexed)
+    embedded_chunks = sum(len(d.chunks) for d in embedded)
+    previous = {d.doc_id for d in current.documents} if current else set()
+    return index_store.Manifest(
         format_version=index_store.FORMAT_VERSION,
-        fingerprint=_fingerprint([(d.doc_id, d.sha256) for d in documents], settings),
+        fingerprint=_fingerprint([(d.document.doc_id, d.document.sha256) for d in indexed],
+                                 settings),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_seconds=round(time.perf_counter() - started, 3),
-        engine=engine.name,
+        engine=engine,
         reader=READER_VERSION,
         embed_model=EMBED_MODEL_NAME,
-        embed_dim=int(vectors.shape[1]),
+        embed_dim=int(indexed[0].vectors.shape[1]),
         token_encoding=TOKEN_ENCODING,
         chunker=CHUNKER_VERSION,
         chunk_tokens=settings.chunk_tokens,
         chunk_overlap=settings.chunk_overlap,
-        dense_index=dense_index_kind(len(chunks), settings.ann_threshold),
-        chunk_count=len(chunks),
-        embedded_chunks=sum(len(d.chunks) for d in processed.documents),
-        reused_chunks=sum(len(d.chunks) for d in reused),
-        removed=sorted(_removed(current, documents)),
+        dense_index=dense_index_kind(chunk_count, settings.ann_threshold),
+        chunk_count=chunk_count,
+        embedded_chunks=embedded_chunks,
+        reused_chunks=chunk_count - embedded_chunks,
+        removed=sorted(previous - {d.document.doc_id for d in indexed}),
         documents=[
             index_store.DocumentInfo(
                 doc_id=d.document.doc_id,
@@ -215,13 +242,11 @@ def _build(
                 sha256=d.document.sha256,
                 chars=len(d.document.text),
                 chunks=len(d.chunks),
-                reused=d.document.doc_id in reused_ids,
+                reused=d.document.doc_id not in embedded_ids,
             )
             for d in indexed
         ],
     )
-    write_index(settings.index_dir, manifest, documents, chunks, vectors)
-    return BuildResult("built", manifest, settings.index_dir)
 
 
 def _process(sources: list[SourceFile], settings: Settings, engine: _Engine) -> Processed:
@@ -236,16 +261,6 @@ def _process(sources: list[SourceFile], settings: Settings, engine: _Engine) -> 
         lambda: engine.embedder or Embedder(settings.threads),
         engine.progress,
     )
-
-
-def _checksummed(sources: list[SourceFile], kept: list[index_store.DocumentInfo]) -> _Corpus:
-    files, failures = [], []
-    for source in sources:
-        try:
-            files.append((source, file_sha256(source.path)))
-        except InputError as exc:
-            failures.append(str(exc))
-    return _Corpus(kept, files, failures)
 
 
 def _reused(
@@ -327,12 +342,6 @@ def _fingerprint(checksums: Iterable[tuple[str, str]], settings: Settings) -> st
         "documents": sorted(checksums),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
-
-
-def _removed(current: index_store.Manifest | None, documents: list[Document]) -> set[str]:
-    if current is None:
-        return set()
-    return {d.doc_id for d in current.documents} - {d.doc_id for d in documents}
 
 
 def _current_manifest(index_dir: Path) -> index_store.Manifest | None:
