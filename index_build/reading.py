@@ -1,58 +1,114 @@
-"""Reading documents from disk: ``.txt``, ``.md`` and ``.html`` files, or folders of them.
+"""Reading documents from disk: ``.txt``, ``.md``, ``.html``, ``.pdf`` and ``.docx`` files, or
+folders of them.
 
 Text and Markdown are kept exactly as decoded, so citation offsets index the file's own text.
-HTML is reduced to its visible text first; offsets then index that extracted text, which the
-index stores so quotes can always be checked against it.
+HTML, PDF and DOCX are reduced to their text first; offsets then index that extracted text, which
+the index stores so quotes can always be checked against it. A PDF's pages are joined by a blank
+line (so no sentence, and no quote, runs across a page break) and the offset where each page
+starts is kept, which gives every citation its page.
+
+A file that cannot be read (unreadable, not UTF-8, corrupt, encrypted, empty) raises
+``InputError`` with a message naming it; the builder collects those and reports them all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 from rag.errors import InputError
 from rag.types import Document
 
+# Part of the index recipe: a change to how text is extracted must read documents again.
+READER_VERSION = "reading-2"
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES
+PDF_SUFFIXES = {".pdf"}
+DOCX_SUFFIXES = {".docx"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES
+PAGE_SEPARATOR = "\n\n"
+# Compound File Binary: what an encrypted .docx (or an old binary .doc renamed) really is.
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A supported file to index, with the document id it gets (its path below the given root)."""
+
+    path: Path
+    doc_id: str
 
 
 def read_documents(paths: Iterable[Path]) -> list[Document]:
-    """Read every supported file under ``paths``; ids are paths relative to the given root."""
-    documents: dict[str, Document] = {}
+    """Read every supported file under ``paths``; the first unreadable file raises."""
+    return [read_document(source.path, source.doc_id) for source in find_files(paths)]
+
+
+def find_files(paths: Iterable[Path]) -> list[SourceFile]:
+    """Every supported file under ``paths``; ids are paths relative to the given root."""
+    paths = list(paths)
+    found: dict[str, SourceFile] = {}
     for root in paths:
         for path, doc_id in files_under(Path(root)):
-            if doc_id in documents:
+            if doc_id in found:
                 raise InputError(f"two documents would share the id {doc_id!r}: rename one of them")
-            documents[doc_id] = read_document(path, doc_id)
-    if not documents:
+            found[doc_id] = SourceFile(path, doc_id)
+    if not found:
         shown = ", ".join(str(p) for p in paths)
         raise InputError(
             f"no readable documents in {shown} "
             f"(supported: {', '.join(sorted(SUPPORTED_SUFFIXES))})"
         )
-    return list(documents.values())
+    return list(found.values())
+
+
+def file_sha256(path: Path) -> str:
+    """The checksum that tells whether a document changed since the last build."""
+    return hashlib.sha256(_read_bytes(path)).hexdigest()
 
 
 def read_document(path: Path, doc_id: str) -> Document:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        decoded = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}): convert it first") from None
-    text = html_to_text(decoded) if path.suffix.lower() in HTML_SUFFIXES else decoded
+    raw = _read_bytes(path)
+    if not raw:
+        raise InputError(f"{path} is empty")
+    suffix = path.suffix.lower()
+    page_starts: tuple[int, ...] = ()
+    if suffix in PDF_SUFFIXES:
+        text, page_starts = pdf_text(raw, path)
+    elif suffix in DOCX_SUFFIXES:
+        text = docx_text(raw, path)
+    else:
+        decoded = _decoded(raw, path)
+        text = html_to_text(decoded) if suffix in HTML_SUFFIXES else decoded
+    if not text.strip():
+        hint = " (a scanned PDF needs OCR first)" if suffix in PDF_SUFFIXES else ""
+        raise InputError(f"{path} has no text to index{hint}")
     return Document(
         doc_id=doc_id,
         path=str(path),
         text=text,
         sha256=hashlib.sha256(raw).hexdigest(),
+        page_starts=page_starts,
     )
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _decoded(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}): convert it first") from None
 
 
 def files_under(root: Path) -> list[tuple[Path, str]]:
@@ -73,6 +129,54 @@ def files_under(root: Path) -> list[tuple[Path, str]]:
         and path.suffix.lower() in SUPPORTED_SUFFIXES
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
     ]
+
+
+def pdf_text(raw: bytes, path: Path) -> tuple[str, tuple[int, ...]]:
+    """The text of every page, pages joined by a blank line, and where each page starts."""
+    from pypdf import PdfReader
+
+    # pypdf logs the oddities it repairs as warnings; the build reports what failed itself.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        reader = PdfReader(io.BytesIO(raw))
+        # Many PDFs are encrypted only to restrict printing or copying: they open with an empty
+        # password. Only those that need a real password are refused.
+        locked = reader.is_encrypted and not reader.decrypt("")
+        pages = [] if locked else [(page.extract_text() or "").strip() for page in reader.pages]
+    except Exception as exc:  # a parser of arbitrary files fails in many ways; one file's fault
+        raise InputError(f"cannot read {path} as PDF: {str(exc) or type(exc).__name__}") from None
+    if locked:
+        raise InputError(f"{path} is an encrypted PDF that needs a password: remove it first")
+    starts, offset = [], 0
+    for text in pages:
+        starts.append(offset)
+        offset += len(text) + len(PAGE_SEPARATOR)
+    return PAGE_SEPARATOR.join(pages), tuple(starts)
+
+
+def docx_text(raw: bytes, path: Path) -> str:
+    """Paragraphs and table rows in document order, one paragraph each."""
+    import docx
+    from docx.table import Table
+
+    if raw.startswith(_OLE_MAGIC):
+        raise InputError(
+            f"{path} is a password-protected or old binary Word file: "
+            "save it as an unencrypted .docx first"
+        )
+    try:
+        blocks: list[str] = []
+        for block in docx.Document(io.BytesIO(raw)).iter_inner_content():
+            if isinstance(block, Table):
+                # A merged cell is repeated in every position it spans: show it once per row.
+                blocks += [
+                    " | ".join(dict.fromkeys(cell.text for cell in row.cells)) for row in block.rows
+                ]
+            else:
+                blocks.append(block.text)
+    except Exception as exc:  # corrupt or foreign zip files fail in many ways; one file's fault
+        raise InputError(f"cannot read {path} as DOCX: {str(exc) or type(exc).__name__}") from None
+    return "\n\n".join(" ".join(b.split()) for b in blocks if b.strip())
 
 
 _BLOCK_TAGS = {

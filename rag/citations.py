@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from rag.answer_types import question_focus
 from rag.lexical import terms, words
 from rag.model_loading import Embedder
-from rag.types import Citation, Passage, Span
+from rag.types import Citation, Document, Passage, Span
 
 _TOKEN = re.compile(r"[^\W_]+(?:[.\-'’][^\W_]+)*")
 LEXICAL_WEIGHT = 0.7
@@ -64,9 +65,13 @@ class SupportReport:
 
 
 class CitationChecker:
-    def __init__(self, embedder: Embedder, min_support: float) -> None:
+    def __init__(
+        self, embedder: Embedder, min_support: float, documents: Mapping[str, Document]
+    ) -> None:
+        """``documents``: the indexed documents by id, for the page a quote is on."""
         self.embedder = embedder
         self.min_support = min_support
+        self.documents = documents
 
     def check(
         self, question: str, answer: str, cited: list[int], passages: list[Passage],
@@ -87,7 +92,8 @@ class CitationChecker:
         passage_terms = frozenset(t for text in texts for t in terms(text))
         return SupportReport(
             citations=[
-                _citation(number, passages[i], supported[i])
+                _citation(number, passages[i], supported[i],
+                          self.documents[passages[i].chunk.source])
                 for number, i in enumerate(chosen, start=1)
             ],
             best_support=max((s.score for s in best_per_passage.values()), default=0.0),
@@ -206,7 +212,9 @@ def _distinct_quotes(
     return distinct
 
 
-def _citation(number: int, passage: Passage, support: SentenceSupport) -> Citation:
+def _citation(
+    number: int, passage: Passage, support: SentenceSupport, document: Document
+) -> Citation:
     start, end = support.span
     return Citation(
         id=number,
@@ -216,4 +224,5 @@ def _citation(number: int, passage: Passage, support: SentenceSupport) -> Citati
         end=end,
         quote=passage.chunk.slice(support.span),
         score=round(support.score, 4),
+        page=document.page_at(start),
     )

@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import InputError, ModelNotFoundError, RagError
+from rag.errors import InputError, ModelNotFoundError, RagError, UnreadableDocumentsError
 from rag.settings import Settings
 from rag.types import Answer
 
 if TYPE_CHECKING:
+    from index_build.build import BuildResult
     from rag.pipeline import Pipeline
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -67,14 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    index = commands.add_parser("index", help="build or describe the index")
+    engine = argparse.ArgumentParser(add_help=False)
+    engine.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="read, chunk and embed in this process (default) or on Ray")
+    engine.add_argument("--address", help="Ray cluster to use with --engine ray "
+                                          "(default: start a local Ray instance)")
+
+    index = commands.add_parser("index", help="build, change or describe the index")
     index_commands = index.add_subparsers(required=True, metavar="ACTION")
-    build = index_commands.add_parser("build", parents=[common], help="index files or folders")
+    build = index_commands.add_parser(
+        "build", parents=[common, engine],
+        help="index exactly these files or folders (unchanged documents are not embedded again)")
     build.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                       help=".txt, .md, .html files or folders (default: the bundled article)")
+                       help=".txt, .md, .html, .pdf, .docx files or folders "
+                            "(default: the bundled article)")
     build.add_argument("--chunk-tokens", type=int, help="max tokens per chunk")
     build.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks")
     build.set_defaults(command=cmd_index_build)
+    add = index_commands.add_parser(
+        "add", parents=[common, engine],
+        help="add files or folders to the index (a document with the same id is replaced)")
+    add.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                     help=".txt, .md, .html, .pdf, .docx files or folders")
+    add.set_defaults(command=cmd_index_add)
+    remove = index_commands.add_parser("remove", parents=[common],
+                                       help="drop documents from the index by id")
+    remove.add_argument("doc_ids", nargs="+", metavar="DOC_ID",
+                        help="document ids as `rag index info` lists them")
+    remove.set_defaults(command=cmd_index_remove)
     info = index_commands.add_parser("info", parents=[common], help="describe the index")
     info.set_defaults(command=cmd_index_info)
 
@@ -122,13 +143,42 @@ def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_index_build(args: argparse.Namespace, settings: Settings) -> int:
     from index_build.build import build_index
 
-    result = build_index(settings, args.paths, progress=sys.stderr.isatty())
+    return _report_build(lambda: build_index(
+        settings, args.paths, progress=sys.stderr.isatty(), engine=args.engine,
+        address=args.address))
+
+
+def cmd_index_add(args: argparse.Namespace, settings: Settings) -> int:
+    from index_build.build import add_documents
+
+    return _report_build(lambda: add_documents(
+        settings, args.paths, progress=sys.stderr.isatty(), engine=args.engine,
+        address=args.address))
+
+
+def cmd_index_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from index_build.build import remove_documents
+
+    return _report_build(lambda: remove_documents(settings, args.doc_ids))
+
+
+def _report_build(build: Callable[[], BuildResult]) -> int:
+    """Run a build and say what it did; each file that failed gets a line of its own."""
+    try:
+        result = build()
+    except UnreadableDocumentsError as exc:
+        for failure in exc.failures:
+            print(f"rag: {failure}", file=sys.stderr)
+        raise
     m = result.manifest
     if result.status == "unchanged":
         print(f"Index at {result.index_dir} is up to date ({m.chunk_count} chunks).")
-    else:
-        print(f"Indexed {len(m.documents)} document(s) into {m.chunk_count} chunks at "
-              f"{result.index_dir} in {m.build_seconds:.1f} s.")
+        return EXIT_OK
+    changed = sum(not d.reused for d in m.documents)
+    removed = f", removed {len(m.removed)} document(s)" if m.removed else ""
+    print(f"Indexed {len(m.documents)} document(s) into {m.chunk_count} chunks at "
+          f"{result.index_dir} in {m.build_seconds:.1f} s: embedded {m.embedded_chunks} "
+          f"chunk(s) of {changed} new or changed document(s), reused {m.reused_chunks}{removed}.")
     return EXIT_OK
 
 
@@ -269,7 +319,8 @@ def format_answer(answer: Answer) -> str:
     marks = "".join(f" [{c.id}]" for c in answer.citations)
     lines = [answer.answer + marks]
     for c in answer.citations:
-        lines.append(f"\n[{c.id}] {c.source}, characters {c.start}-{c.end}:")
+        page = f", page {c.page}" if c.page is not None else ""
+        lines.append(f"\n[{c.id}] {c.source}{page}, characters {c.start}-{c.end}:")
         lines.append(f'    "{" ".join(c.quote.split())}"')
     return "\n".join(lines)
 

@@ -17,6 +17,20 @@ class SettingsError(InputError):
     """A setting (environment variable or flag) has a value that cannot be used."""
 
 
+class UnreadableDocumentsError(InputError):
+    """Files of an index build could not be read: nothing was indexed, the index is unchanged.
+
+    ``failures`` holds one message per file; the CLI prints each on its own line.
+    """
+
+    def __init__(self, failures: list[str], files: int, index_dir: str) -> None:
+        self.failures = failures
+        super().__init__(
+            f"{len(failures)} of {files} file(s) could not be read, so nothing was indexed "
+            f"(the index at {index_dir} is unchanged)"
+        )
+
+
 class IndexNotFoundError(RagError):
     """No index exists at the configured location."""
 

@@ -2,14 +2,16 @@
 
 An index folder holds::
 
-    manifest.json     what was indexed, how, and with which models
-    documents.jsonl   every document's id, path, checksum and text (quotes are checked against it)
+    manifest.json     what was indexed, how, with which models, and what the build reused
+    documents.jsonl   every document's id, path, checksum, text (quotes are checked against it)
+                      and, for paged formats (PDF), where each page starts in that text
     chunks.jsonl      every chunk with its document id, span and sentence spans
     dense.faiss       the FAISS index of the chunk embeddings (row i = line i of chunks.jsonl)
     lexical/          the BM25 side index (bm25s format)
 
 The configured index path is a symbolic link to one immutable build folder beside it; the index
-builder swaps the link atomically (see ``index_build.writing``).
+builder swaps the link atomically (see ``index_build.writing``). The next build reads the chunks
+and vectors of unchanged documents back from it (``read_corpus``) instead of embedding them again.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag.errors import IndexMismatchError, IndexNotFoundError
+from rag.model_loading import Vectors
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 1
+# 2: documents carry page starts; the manifest records the reader, the chunker and what was reused.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
@@ -37,6 +43,7 @@ class DocumentInfo:
     sha256: str
     chars: int
     chunks: int
+    reused: bool  # its chunks and vectors were taken from the previous build, not embedded again
 
 
 @dataclass(frozen=True)
@@ -45,13 +52,19 @@ class Manifest:
     fingerprint: str
     created_at: str
     build_seconds: float
+    engine: str  # "local" (one process) or "ray"
+    reader: str
     embed_model: str
     embed_dim: int
     token_encoding: str
+    chunker: str
     chunk_tokens: int
     chunk_overlap: int
     dense_index: str
     chunk_count: int
+    embedded_chunks: int  # chunks of new or changed documents, embedded by this build
+    reused_chunks: int  # chunks of unchanged documents, vectors taken from the previous build
+    removed: list[str] = field(default_factory=list)  # doc ids the previous build had
     documents: list[DocumentInfo] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +88,17 @@ class StoredIndex:
     lexical: Any  # bm25s.BM25
 
 
+@dataclass(frozen=True)
+class StoredCorpus:
+    """What an index holds per chunk, for the next build to reuse: no BM25, vectors as an array."""
+
+    path: Path
+    manifest: Manifest
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    vectors: Vectors  # row i belongs to chunks[i]
+
+
 def read_manifest(index_dir: Path) -> Manifest:
     manifest_path = index_dir / MANIFEST
     if not manifest_path.is_file():
@@ -83,18 +107,26 @@ def read_manifest(index_dir: Path) -> Manifest:
         )
     try:
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
-        manifest = Manifest.from_dict(data)
-    except (ValueError, TypeError) as exc:
+        version = data.get("format_version")
+    except (ValueError, AttributeError) as exc:
+        raise _unreadable(index_dir, exc) from None
+    # Checked before the fields: another format may have other fields.
+    if version != FORMAT_VERSION:
         raise IndexMismatchError(
-            f"the index at {index_dir} has an unreadable manifest ({exc}): "
-            "rebuild it with `rag index build`"
-        ) from None
-    if manifest.format_version != FORMAT_VERSION:
-        raise IndexMismatchError(
-            f"the index at {index_dir} has format {manifest.format_version}, this code reads "
+            f"the index at {index_dir} has format {version}, this code reads "
             f"format {FORMAT_VERSION}: rebuild it with `rag index build`"
         )
-    return manifest
+    try:
+        return Manifest.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise _unreadable(index_dir, exc) from None
+
+
+def _unreadable(index_dir: Path, exc: Exception) -> IndexMismatchError:
+    return IndexMismatchError(
+        f"the index at {index_dir} has an unreadable manifest ({exc}): "
+        "rebuild it with `rag index build`"
+    )
 
 
 def load_index(index_dir: Path, embed_model: str) -> StoredIndex:
@@ -111,16 +143,33 @@ def load_index(index_dir: Path, embed_model: str) -> StoredIndex:
             f"but this service embeds questions with {embed_model!r}: rebuild it with "
             "`rag index build`"
         )
-    documents = {d.doc_id: d for d in map(_document, _read_jsonl(resolved / DOCUMENTS))}
-    chunks = [_chunk(record) for record in _read_jsonl(resolved / CHUNKS)]
+    documents, chunks = _read_texts(resolved)
     dense = faiss.read_index(str(resolved / DENSE))
     lexical = bm25s.BM25.load(str(resolved / LEXICAL), show_progress=False)
-    if dense.ntotal != len(chunks) or len(chunks) != manifest.chunk_count:
-        raise IndexMismatchError(
-            f"the index at {index_dir} is inconsistent ({dense.ntotal} vectors, {len(chunks)} "
-            f"chunks, manifest says {manifest.chunk_count}): rebuild it with `rag index build`"
-        )
+    _check_consistent(index_dir, manifest, chunks, dense.ntotal)
     return StoredIndex(resolved, manifest, documents, chunks, dense, lexical)
+
+
+def read_corpus(index_dir: Path) -> StoredCorpus:
+    """Documents, chunks and the exact chunk vectors of the index behind ``index_dir``.
+
+    Flat and IVF-flat indexes store vectors uncompressed, so reconstructing them gives back
+    exactly what was embedded.
+    """
+    import faiss
+
+    resolved = index_dir.resolve()
+    manifest = read_manifest(resolved)
+    documents, chunks = _read_texts(resolved)
+    dense = faiss.read_index(str(resolved / DENSE))
+    _check_consistent(index_dir, manifest, chunks, dense.ntotal)
+    if hasattr(dense, "make_direct_map"):  # IVF: rows are found through a direct map
+        dense.make_direct_map()
+    vectors = (
+        dense.reconstruct_n(0, dense.ntotal) if dense.ntotal
+        else np.empty((0, manifest.embed_dim), dtype=np.float32)
+    )
+    return StoredCorpus(resolved, manifest, documents, chunks, np.ascontiguousarray(vectors))
 
 
 def chunk_record(chunk: Chunk) -> dict[str, Any]:
@@ -130,15 +179,34 @@ def chunk_record(chunk: Chunk) -> dict[str, Any]:
 
 
 def document_record(document: Document) -> dict[str, Any]:
-    return asdict(document)
+    record = asdict(document)
+    record["page_starts"] = list(document.page_starts)
+    return record
 
 
-def _chunk(record: dict[str, Any]) -> Chunk:
+def chunk_from_record(record: dict[str, Any]) -> Chunk:
     return Chunk(**{**record, "sentences": tuple(tuple(s) for s in record["sentences"])})
 
 
-def _document(record: dict[str, Any]) -> Document:
-    return Document(**record)
+def document_from_record(record: dict[str, Any]) -> Document:
+    return Document(**{**record, "page_starts": tuple(record["page_starts"])})
+
+
+def _read_texts(folder: Path) -> tuple[dict[str, Document], list[Chunk]]:
+    documents = {
+        d.doc_id: d for d in map(document_from_record, _read_jsonl(folder / DOCUMENTS))
+    }
+    return documents, [chunk_from_record(record) for record in _read_jsonl(folder / CHUNKS)]
+
+
+def _check_consistent(
+    index_dir: Path, manifest: Manifest, chunks: list[Chunk], vectors: int
+) -> None:
+    if vectors != len(chunks) or len(chunks) != manifest.chunk_count:
+        raise IndexMismatchError(
+            f"the index at {index_dir} is inconsistent ({vectors} vectors, {len(chunks)} "
+            f"chunks, manifest says {manifest.chunk_count}): rebuild it with `rag index build`"
+        )
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

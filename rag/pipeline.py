@@ -70,7 +70,7 @@ class Pipeline:
             retriever=Retriever(index, embedder, settings),
             generator=Generator(engine, choose_prompt(settings, engine, index),
                                 settings.max_answer_tokens),
-            checker=CitationChecker(embedder, settings.min_support),
+            checker=CitationChecker(embedder, settings.min_support, index.documents),
             verifier=verifier,
         )
 

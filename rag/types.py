@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +17,14 @@ class Document:
     path: str
     text: str
     sha256: str
+    # Offsets in ``text`` where each page starts (PDF); empty for formats without pages.
+    page_starts: tuple[int, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page that holds character ``offset``; None for formats without pages."""
+        if not self.page_starts:
+            return None
+        return max(1, bisect.bisect_right(self.page_starts, offset))
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class Citation:
     end: int
     quote: str
     score: float
+    page: int | None  # the 1-based page where the quote starts; None for formats without pages
 
 
 @dataclass(frozen=True)

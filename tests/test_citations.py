@@ -1,10 +1,15 @@
+from pathlib import Path
+
 import pytest
 
+from index_build.chunking import chunk_document
+from index_build.reading import read_document
 from rag.citations import CitationChecker
 from rag.index_store import StoredIndex
 from rag.model_loading import Embedder
 from rag.types import Passage
 from tests.conftest import ARTICLE
+from tests.documents import write_pdf
 
 
 def _passages(index: StoredIndex, *phrases: str) -> list[Passage]:
@@ -17,8 +22,8 @@ def _passages(index: StoredIndex, *phrases: str) -> list[Passage]:
 
 
 @pytest.fixture(scope="module")
-def checker(embedder: Embedder) -> CitationChecker:
-    return CitationChecker(embedder, min_support=0.5)
+def checker(embedder: Embedder, article_index: StoredIndex) -> CitationChecker:
+    return CitationChecker(embedder, min_support=0.5, documents=article_index.documents)
 
 
 def test_supported_citation_quotes_the_exact_sentence(
@@ -33,6 +38,7 @@ def test_supported_citation_quotes_the_exact_sentence(
     assert ARTICLE[citation.start : citation.end] == citation.quote
     assert citation.quote.startswith("Later in the day, Foreign Minister Toshimitsu Motegi")
     assert citation.chunk_id == passages[0].chunk.chunk_id
+    assert citation.page is None  # a text file has no pages
 
 
 def test_citation_to_an_unrelated_passage_is_dropped(
@@ -92,3 +98,21 @@ def test_out_of_range_and_duplicate_numbers_never_become_citations(
     passages = _passages(article_index, "Toshimitsu Motegi")
     report = checker.check("Who is Japan's foreign minister?", "Motegi", [1, 1, 7], passages)
     assert [c.id for c in report.citations] == [1]
+
+
+def test_a_citation_into_a_pdf_names_the_page_its_quote_starts_on(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    pages = [
+        ["Annual report of the harbor authority.", "Ships arrived all year."],
+        ["The harbor master is Ingrid Solberg.", "She took office in March."],
+        ["The budget grew by four percent."],
+    ]
+    document = read_document(write_pdf(tmp_path / "report.pdf", pages), "report.pdf")
+    passages = [Passage(chunk, 0.0, 0.5) for chunk in chunk_document(document, 80, 0)]
+    checker = CitationChecker(embedder, min_support=0.5, documents={"report.pdf": document})
+    report = checker.check("Who is the harbor master?", "Ingrid Solberg", [1], passages)
+    [citation] = report.citations
+    assert citation.quote == "The harbor master is Ingrid Solberg."
+    assert document.text[citation.start : citation.end] == citation.quote
+    assert citation.page == 2

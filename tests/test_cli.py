@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from rag.cli import format_answer
 from rag.index_store import MANIFEST
 from rag.settings import Settings
+from rag.types import Answer, Citation
 from tests.conftest import ARTICLE
+from tests.documents import tiny_corpus, write_encrypted_pdf
 
 RAG = [sys.executable, "-m", "rag.cli"]
 
@@ -138,3 +141,54 @@ def test_first_question_builds_the_bundled_index_at_the_default_location(tmp_pat
     assert result.returncode == 0, result.stderr
     assert "indexing the bundled article first" in result.stderr
     assert (tmp_path / "var" / "index" / MANIFEST).is_file()
+
+
+def test_citations_show_the_page_of_paged_documents() -> None:
+    cite = {"chunk_id": "x#0", "start": 120, "end": 140, "quote": "The harbor master.",
+            "score": 0.9}
+    answer = Answer(
+        question="Who?", answer="Ingrid", refused=False, passages=[], model="m", prompt="p",
+        citations=[Citation(id=1, source="report.pdf", page=3, **cite),
+                   Citation(id=2, source="notes.txt", page=None, **cite)],
+    )
+    text = format_answer(answer)
+    assert "[1] report.pdf, page 3, characters 120-140:" in text
+    assert "[2] notes.txt, characters 120-140:" in text
+
+
+def test_index_add_and_remove(tmp_path: Path) -> None:
+    env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index")}
+    docs = tiny_corpus(tmp_path / "docs", 3)
+    assert run("index", "build", str(docs), env=env).returncode == 0
+    (tmp_path / "extra.txt").write_text("A lighthouse keeper counts ships.", encoding="utf-8")
+    added = run("index", "add", str(tmp_path / "extra.txt"), env=env)
+    assert added.returncode == 0, added.stderr
+    assert "Indexed 4 document(s)" in added.stdout
+    assert "embedded 1 chunk(s) of 1 new or changed document(s), reused 3" in added.stdout
+    removed = run("index", "remove", "doc001.txt", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert "reused 3, removed 1 document(s)" in removed.stdout
+    unknown = run("index", "remove", "nope.txt", env=env)
+    assert unknown.returncode == 2
+    assert "has no document 'nope.txt'" in unknown.stderr
+    _no_traceback(unknown)
+    info = json.loads(run("index", "info", env=env).stdout)
+    assert [d["doc_id"] for d in info["documents"]] == ["doc000.txt", "doc002.txt", "extra.txt"]
+
+
+def test_each_unreadable_file_gets_a_line_and_nothing_is_indexed(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    docs = tiny_corpus(tmp_path / "docs", 2)
+    (docs / "empty.md").write_bytes(b"")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7 cut short")
+    write_encrypted_pdf(docs / "locked.pdf", [["Secret."]], user_password="pw")
+    result = run("index", "build", str(docs), env={**os.environ, "RAG_INDEX_DIR": str(index)})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4, result.stderr
+    assert "broken.pdf as PDF" in lines[0]
+    assert "empty.md is empty" in lines[1]
+    assert "locked.pdf is an encrypted PDF that needs a password" in lines[2]
+    assert lines[3].startswith("rag: error: 3 of 5 file(s) could not be read, so nothing was")
+    assert not index.exists() and not list(tmp_path.glob(".index-*"))
+    _no_traceback(result)

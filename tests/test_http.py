@@ -71,6 +71,8 @@ def test_ask_answers_with_a_correct_citation(server: Server) -> None:
     assert any("Motegi" in c["quote"] for c in answer["citations"])
     for c in answer["citations"]:
         assert ARTICLE[c["start"] : c["end"]] == c["quote"]
+        assert set(c) == {"id", "chunk_id", "source", "start", "end", "quote", "score", "page"}
+        assert c["page"] is None  # the article is a text file: no pages
     assert set(answer) == {"question", "answer", "refused", "citations", "passages", "model",
                            "prompt", "timings"}
 

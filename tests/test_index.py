@@ -5,13 +5,25 @@ import numpy as np
 import pytest
 
 from index_build import writing
-from index_build.build import build_index
+from index_build.build import add_documents, build_index, remove_documents
 from rag import index_store
-from rag.errors import IndexMismatchError, IndexNotFoundError, InputError
+from rag.errors import (
+    IndexMismatchError,
+    IndexNotFoundError,
+    InputError,
+    UnreadableDocumentsError,
+)
 from rag.model_loading import Embedder
 from rag.retrieval import Retriever
 from rag.settings import BUNDLED_CORPUS
 from tests.conftest import ARTICLE, make_settings
+from tests.documents import (
+    CountingEmbedder,
+    assert_same_index,
+    tiny_corpus,
+    write_encrypted_pdf,
+    write_pdf,
+)
 
 
 def _docs(tmp_path: Path, text: str = "Alpha beta gamma. Delta epsilon.") -> Path:
@@ -42,6 +54,7 @@ def test_rebuilding_an_unchanged_corpus_is_a_noop(tmp_path: Path, embedder: Embe
     assert settings.index_dir.resolve() == target
     changed = build_index(settings.replace(chunk_tokens=60), [BUNDLED_CORPUS], embedder)
     assert changed.status == "built"
+    assert changed.manifest.reused_chunks == 0  # other chunk settings: nothing can be reused
     assert settings.index_dir.resolve() != target
     assert not target.exists()  # the replaced build is cleaned up
 
@@ -105,3 +118,184 @@ def test_approximate_index_above_the_threshold(tmp_path: Path, embedder: Embedde
     assert hasattr(stored.dense, "nprobe")
     retriever = Retriever(stored, embedder, settings)
     assert any("Motegi" in p.chunk.text for p in retriever.search("Who is Toshimitsu Motegi?"))
+
+
+EXTRA = (
+    "The extra document arrived late. It describes a lighthouse keeper who counts ships.\n\n"
+    "Every night the keeper writes the number of ships into a ledger. The ledger has 400 pages."
+)
+
+
+def test_adding_a_document_embeds_only_its_chunks_and_equals_a_full_rebuild(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    folder = tiny_corpus(tmp_path / "docs", 200)
+    settings = make_settings(tmp_path / "index")
+    counting = CountingEmbedder(embedder)
+    build_index(settings, [folder], counting)
+    assert len(counting.texts) == 200
+
+    (folder / "extra.txt").write_text(EXTRA, encoding="utf-8")
+    counting.texts.clear()
+    result = add_documents(settings, [folder / "extra.txt"], counting)
+    added = index_store.load_index(settings.index_dir, embedder.name)
+    extra_chunks = [c.text for c in added.chunks if c.source == "extra.txt"]
+    assert counting.texts == extra_chunks and extra_chunks
+    m = result.manifest
+    assert (m.embedded_chunks, m.reused_chunks, m.removed) == (len(extra_chunks), 200, [])
+    assert [d.doc_id for d in m.documents if not d.reused] == ["extra.txt"]
+
+    rebuilt = make_settings(tmp_path / "rebuilt")
+    build_index(rebuilt, [folder], embedder)
+    expected = index_store.load_index(rebuilt.index_dir, embedder.name)
+    assert_same_index(added, expected, embedder, settings)
+    assert added.manifest.fingerprint == expected.manifest.fingerprint
+
+
+def test_rebuilding_reuses_unchanged_documents_and_embeds_a_changed_one(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    folder = tiny_corpus(tmp_path / "docs", 12)
+    settings = make_settings(tmp_path / "index")
+    build_index(settings, [folder], embedder)
+    (folder / "doc005.txt").write_text(EXTRA, encoding="utf-8")
+    counting = CountingEmbedder(embedder)
+    result = build_index(settings, [folder], counting)
+    changed = index_store.load_index(settings.index_dir, embedder.name)
+    assert counting.texts == [c.text for c in changed.chunks if c.source == "doc005.txt"]
+    assert changed.documents["doc005.txt"].text == EXTRA
+    assert [d.doc_id for d in result.manifest.documents if not d.reused] == ["doc005.txt"]
+    assert result.manifest.reused_chunks == 11
+
+    rebuilt = make_settings(tmp_path / "rebuilt")
+    build_index(rebuilt, [folder], embedder)
+    expected = index_store.load_index(rebuilt.index_dir, embedder.name)
+    assert_same_index(changed, expected, embedder, settings)
+
+
+def test_removing_documents_embeds_nothing_and_drops_them_everywhere(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tiny_corpus(tmp_path / "docs", 12)
+    settings = make_settings(tmp_path / "index")
+    build_index(settings, [folder], embedder)
+
+    def no_embedding(*args: object) -> None:
+        raise AssertionError("removing documents must not load or run the embedder")
+
+    monkeypatch.setattr("index_build.build.Embedder", no_embedding)
+    result = remove_documents(settings, ["doc003.txt", "doc011.txt"])
+    monkeypatch.undo()
+    assert result.manifest.removed == ["doc003.txt", "doc011.txt"]
+    assert (result.manifest.embedded_chunks, result.manifest.reused_chunks) == (0, 10)
+    removed = index_store.load_index(settings.index_dir, embedder.name)
+    assert "doc003.txt" not in removed.documents
+    retriever = Retriever(removed, embedder, settings)
+    assert retriever.lexical_search("entry 3", 20).rows  # "entry" is in every document
+    assert all(removed.chunks[row].source != "doc003.txt"
+               for row in retriever.lexical_search("3", 20).rows)
+
+    (folder / "doc003.txt").unlink()
+    (folder / "doc011.txt").unlink()
+    rebuilt = make_settings(tmp_path / "rebuilt")
+    build_index(rebuilt, [folder], embedder)
+    expected = index_store.load_index(rebuilt.index_dir, embedder.name)
+    assert_same_index(removed, expected, embedder, settings)
+
+
+def test_removing_an_unknown_document_changes_nothing(tmp_path: Path, embedder: Embedder) -> None:
+    settings = make_settings(tmp_path / "index")
+    build_index(settings, [tiny_corpus(tmp_path / "docs", 3)], embedder)
+    before = settings.index_dir.resolve()
+    with pytest.raises(InputError, match=r"has no document 'nope\.txt'.*rag index info"):
+        remove_documents(settings, ["doc001.txt", "nope.txt"])
+    with pytest.raises(InputError, match="would leave an empty index"):
+        remove_documents(settings, ["doc000.txt", "doc001.txt", "doc002.txt"])
+    assert settings.index_dir.resolve() == before
+    assert len(index_store.load_index(settings.index_dir, embedder.name).documents) == 3
+
+
+def test_removing_from_no_index_says_how_to_build_one(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFoundError, match="rag index build"):
+        remove_documents(make_settings(tmp_path / "index"), ["a.txt"])
+
+
+def test_adding_to_no_index_starts_one_and_adding_again_is_a_noop(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    settings = make_settings(tmp_path / "index")
+    folder = tiny_corpus(tmp_path / "docs", 2)
+    assert add_documents(settings, [folder], embedder).status == "built"
+    assert add_documents(settings, [folder / "doc001.txt"], embedder).status == "unchanged"
+
+
+def test_adding_keeps_the_index_chunk_settings(tmp_path: Path, embedder: Embedder) -> None:
+    settings = make_settings(tmp_path / "index", chunk_tokens=40, chunk_overlap=0)
+    build_index(settings, [tiny_corpus(tmp_path / "docs", 2)], embedder)
+    (tmp_path / "extra.txt").write_text(EXTRA, encoding="utf-8")
+    result = add_documents(make_settings(tmp_path / "index"), [tmp_path / "extra.txt"], embedder)
+    assert (result.manifest.chunk_tokens, result.manifest.chunk_overlap) == (40, 0)
+    assert result.manifest.reused_chunks == 2
+
+
+def test_an_index_made_by_another_chunker_is_rebuilt_not_extended(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    settings = make_settings(tmp_path / "index")
+    folder = tiny_corpus(tmp_path / "docs", 3)
+    build_index(settings, [folder], embedder)
+    manifest_path = settings.index_dir / index_store.MANIFEST
+    data = json.loads(manifest_path.read_text())
+    data["chunker"] = "sentences-old"
+    manifest_path.write_text(json.dumps(data))
+    with pytest.raises(IndexMismatchError, match=r"chunker 'sentences-old'.*rag index build"):
+        add_documents(settings, [folder], embedder)
+    result = build_index(settings, [folder], embedder)
+    assert (result.manifest.embedded_chunks, result.manifest.reused_chunks) == (3, 0)
+
+
+def test_unreadable_files_fail_the_build_and_leave_the_index_alone(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    settings = make_settings(tmp_path / "index")
+    folder = tiny_corpus(tmp_path / "docs", 3)
+    build_index(settings, [folder], embedder)
+    before = settings.index_dir.resolve()
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "corrupt.pdf").write_bytes(b"%PDF-1.4 nothing else")
+    write_encrypted_pdf(folder / "secret.pdf", [["Hidden text."]], user_password="pw")
+    (folder / "extra.txt").write_text(EXTRA, encoding="utf-8")
+    counting = CountingEmbedder(embedder)
+    wanted = "3 of 7 file.s. could not be read"
+    with pytest.raises(UnreadableDocumentsError, match=wanted) as error:
+        build_index(settings, [folder], counting)
+    failures = error.value.failures
+    assert len(failures) == 3
+    for name, why in [("corrupt.pdf", "as PDF"), ("empty.txt", "is empty"),
+                      ("secret.pdf", "needs a password")]:
+        assert [f for f in failures if name in f and why in f], (name, failures)
+    assert counting.texts == []  # nothing is embedded once a file failed
+    assert settings.index_dir.resolve() == before
+    assert [p.name for p in tmp_path.glob(".index-*")] == [before.name]
+
+
+def test_pdf_pages_survive_the_index(tmp_path: Path, embedder: Embedder) -> None:
+    settings = make_settings(tmp_path / "index")
+    pdf = write_pdf(tmp_path / "report.pdf", [["First page."], ["Second page."]])
+    build_index(settings, [pdf], embedder)
+    stored = index_store.load_index(settings.index_dir, embedder.name).documents["report.pdf"]
+    assert stored.page_starts == (0, len("First page.") + 2)
+    assert stored.page_at(stored.text.index("Second")) == 2
+
+
+def test_an_index_of_the_old_format_is_refused_with_a_rebuild_hint(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    settings = make_settings(tmp_path / "index")
+    build_index(settings, [_docs(tmp_path)], embedder)
+    manifest_path = settings.index_dir / index_store.MANIFEST
+    data = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**data, "format_version": 1, "engine": None}))
+    with pytest.raises(IndexMismatchError, match="format 1, this code reads format 2"):
+        index_store.load_index(settings.index_dir, embedder.name)
+    assert build_index(settings, [_docs(tmp_path)], embedder).status == "built"

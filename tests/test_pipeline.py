@@ -51,7 +51,10 @@ def test_answer_json_has_the_contract_keys(pipeline: Pipeline) -> None:
         assert set(passage) == {"chunk_id", "source", "start", "end", "text", "score"}
         assert ARTICLE[passage["start"] : passage["end"]] == passage["text"]
     for citation in data["citations"]:
-        assert set(citation) == {"id", "chunk_id", "source", "start", "end", "quote", "score"}
+        assert set(citation) == {
+            "id", "chunk_id", "source", "start", "end", "quote", "score", "page",
+        }
+        assert citation["page"] is None  # the article is a text file: no pages
 
 
 def test_streaming_callbacks_see_passages_first_then_the_answer_text(pipeline: Pipeline) -> None:

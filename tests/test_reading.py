@@ -2,8 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from index_build.reading import html_to_text, read_documents
+from index_build.reading import html_to_text, read_document, read_documents
 from rag.errors import InputError
+from tests.documents import write_docx, write_encrypted_pdf, write_pdf
+
+PAGES = [
+    ["The first page opens the report.", "It has two sentences on two lines."],
+    ["Page two talks about (bracketed) budgets.", "Budgets rose by 4 percent."],
+    ["The last page ends the report."],
+]
 
 
 def test_folder_is_walked_and_ids_are_relative_paths(tmp_path: Path) -> None:
@@ -11,11 +18,15 @@ def test_folder_is_walked_and_ids_are_relative_paths(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("Alpha text.", encoding="utf-8")
     (tmp_path / "sub" / "b.md").write_text("# Beta\n\nBeta text.", encoding="utf-8")
     (tmp_path / "sub" / "c.html").write_text("<p>Gamma</p>", encoding="utf-8")
-    (tmp_path / "ignored.pdf").write_bytes(b"%PDF")
+    write_pdf(tmp_path / "sub" / "d.pdf", [["Delta text."]])
+    write_docx(tmp_path / "e.docx", ["Epsilon text."])
+    (tmp_path / "ignored.rtf").write_text("{\\rtf1 no}", encoding="utf-8")
     (tmp_path / ".hidden.txt").write_text("secret", encoding="utf-8")
     docs = read_documents([tmp_path])
-    assert [d.doc_id for d in docs] == ["a.txt", "sub/b.md", "sub/c.html"]
-    assert docs[1].text == "# Beta\n\nBeta text."
+    assert [d.doc_id for d in docs] == ["a.txt", "e.docx", "sub/b.md", "sub/c.html", "sub/d.pdf"]
+    assert docs[2].text == "# Beta\n\nBeta text."
+    assert [d.text for d in docs[3:]] == ["Gamma", "Delta text."]
+    assert docs[1].text == "Epsilon text."
 
 
 def test_html_keeps_visible_text_as_paragraphs() -> None:
@@ -30,10 +41,10 @@ def test_missing_path_is_a_clear_input_error(tmp_path: Path) -> None:
 
 
 def test_unsupported_file_is_rejected(tmp_path: Path) -> None:
-    pdf = tmp_path / "x.pdf"
-    pdf.write_bytes(b"%PDF")
+    rtf = tmp_path / "x.rtf"
+    rtf.write_text("{\\rtf1 no}", encoding="utf-8")
     with pytest.raises(InputError, match="unsupported file type"):
-        read_documents([pdf])
+        read_documents([rtf])
 
 
 def test_non_utf8_file_is_rejected(tmp_path: Path) -> None:
@@ -46,3 +57,74 @@ def test_non_utf8_file_is_rejected(tmp_path: Path) -> None:
 def test_empty_folder_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no readable documents"):
         read_documents([tmp_path])
+
+
+def test_pdf_pages_are_paragraphs_and_every_offset_knows_its_page(tmp_path: Path) -> None:
+    doc = read_document(write_pdf(tmp_path / "report.pdf", PAGES), "report.pdf")
+    pages = doc.text.split("\n\n")
+    assert pages == ["\n".join(lines) for lines in PAGES]
+    assert doc.page_starts == (0, len(pages[0]) + 2, len(pages[0]) + len(pages[1]) + 4)
+    for number, lines in enumerate(PAGES, start=1):
+        for line in lines:
+            start = doc.text.index(line)
+            assert doc.page_at(start) == doc.page_at(start + len(line) - 1) == number
+    assert doc.page_at(len(doc.text)) == 3
+
+
+def test_empty_pages_keep_the_numbering(tmp_path: Path) -> None:
+    doc = read_document(write_pdf(tmp_path / "gap.pdf", [["One."], [], ["Three."]]), "gap.pdf")
+    assert doc.page_at(doc.text.index("Three.")) == 3
+    assert doc.page_at(doc.text.index("One.")) == 1
+
+
+def test_non_paged_formats_have_no_pages(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Alpha.", encoding="utf-8")
+    assert read_document(tmp_path / "a.txt", "a.txt").page_at(0) is None
+
+
+def test_pdf_that_needs_a_password_is_refused(tmp_path: Path) -> None:
+    pdf = write_encrypted_pdf(tmp_path / "secret.pdf", PAGES, user_password="secret")
+    with pytest.raises(InputError, match=r"secret\.pdf is an encrypted PDF that needs a password"):
+        read_document(pdf, "secret.pdf")
+
+
+def test_pdf_encrypted_only_against_copying_is_read(tmp_path: Path) -> None:
+    pdf = write_encrypted_pdf(tmp_path / "restricted.pdf", PAGES, user_password="")
+    doc = read_document(pdf, "restricted.pdf")
+    assert doc.text.startswith("The first page opens the report.")
+    assert len(doc.page_starts) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.txt", b"", "empty.txt is empty"),
+        ("empty.pdf", b"", "empty.pdf is empty"),
+        ("blank.md", b"  \n\n ", "blank.md has no text to index"),
+        ("corrupt.pdf", b"%PDF-1.4\nthis is not a pdf", "cannot read .*corrupt.pdf as PDF"),
+        ("corrupt.docx", b"PK\x03\x04 not a zip", "cannot read .*corrupt.docx as DOCX"),
+        ("locked.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100),
+         "password-protected or old binary Word file"),
+    ],
+)
+def test_broken_files_are_clear_input_errors(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        read_document(path, name)
+
+
+def test_pdf_without_text_suggests_ocr(tmp_path: Path) -> None:
+    pdf = write_pdf(tmp_path / "scan.pdf", [[], []])
+    with pytest.raises(InputError, match=r"no text to index \(a scanned PDF needs OCR"):
+        read_document(pdf, "scan.pdf")
+
+
+def test_docx_paragraphs_and_table_rows_in_order(tmp_path: Path) -> None:
+    path = write_docx(tmp_path / "memo.docx", ["Memo title", "", "First   paragraph here."],
+                      table=[["Name", "Role"], ["Kono", "Minister"]])
+    doc = read_document(path, "memo.docx")
+    assert doc.text == "Memo title\n\nFirst paragraph here.\n\nName | Role\n\nKono | Minister"
+    assert doc.page_starts == ()
