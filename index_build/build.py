@@ -345,7 +345,11 @@ def _fingerprint(checksums: Iterable[tuple[str, str]], settings: Settings) -> st
 
 
 def _current_manifest(index_dir: Path) -> index_store.Manifest | None:
+    """The current index's manifest, or None when there is none to build on (none at all, of
+    another format, or damaged: then everything is built afresh)."""
     try:
-        return index_store.read_manifest(index_dir)
+        manifest = index_store.read_manifest(index_dir)
+        index_store.verify_files(index_dir.resolve(), manifest)
+        return manifest
     except (IndexNotFoundError, IndexMismatchError):
         return None

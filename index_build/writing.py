@@ -9,6 +9,7 @@ serializes concurrent builds of the same index.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import math
@@ -91,7 +92,9 @@ def _write_files(
     lexical = bm25s.BM25()
     lexical.index([terms(chunk.text) for chunk in chunks], show_progress=False)
     lexical.save(str(folder / index_store.LEXICAL), show_progress=False)
-    # The manifest goes last: a folder without one is never mistaken for a finished build.
+    # The manifest goes last, with every other file's checksum: a folder without one is never
+    # mistaken for a finished build, and a file damaged later is refused on loading.
+    manifest = dataclasses.replace(manifest, files=index_store.file_checksums(folder))
     (folder / index_store.MANIFEST).write_text(
         json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
     )

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rag.pipeline import Pipeline
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 HISTORY_FILE = Path.home() / ".cache" / "grounded-rag" / "chat_history"
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -224,6 +225,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvicorn
 
+    from rag.auth import load_keys
     from rag.http_app import create_app
 
     _limit_malloc_arenas()
@@ -233,9 +235,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     service_log.addHandler(handler)
     service_log.setLevel(logging.INFO)
     service_log.propagate = False
+    app = create_app(settings)
+    if not load_keys(settings) and settings.host not in LOOPBACK:
+        print(f"rag: WARNING: serving on {settings.host}, reachable from other machines, with no "
+              "API key: anyone who can reach it can read your documents through it. Set "
+              "RAG_API_KEYS or RAG_API_KEYS_FILE.", file=sys.stderr)
     print(f"Serving on http://{settings.host}:{settings.port} — the web page is at that URL, "
           "the API docs at /schema; loading the index and models…", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+    uvicorn.run(app, host=settings.host, port=settings.port,
                 log_level="warning", access_log=False)
     return EXIT_OK
 

@@ -10,16 +10,14 @@ second loaded model. Here the project drives llama.cpp itself:
   cache, so fixed prompt prefixes are read once per process (``rag.kv_state`` saves them);
 * sequence 0 answers, sequence 1 verifies: one set of weights, one unified KV cache.
 
-Every llama.cpp call is preceded by the request's ``Guard`` check, so a cancelled or overdue
-request stops within one step. llama_cpp is imported on construction only: ``rag.selftest`` must
-have run the build in a child before it is loaded into this process.
+Every llama.cpp call is preceded by the request's ``Guard`` check (``rag.guard``), so a
+cancelled or overdue request stops within one step. llama_cpp is imported on construction
+only: ``rag.selftest`` must have run the build in a child before it is loaded into this process.
 """
 
 from __future__ import annotations
 
 import ctypes
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from rag.errors import CancelledError, DeadlineExceededError, InputError
+from rag.errors import InputError
+from rag.guard import NO_GUARD, Guard
 
 Logits = npt.NDArray[np.single]
 ANSWER_SEQ, VERIFY_SEQ = 0, 1
@@ -36,28 +35,6 @@ ANSWER_SEQ, VERIFY_SEQ = 0, 1
 
 class ContextFullError(InputError):
     """The prompt does not fit the model's context window."""
-
-
-class Guard:
-    """When a request must stop: its client went away, or its deadline passed."""
-
-    def __init__(self, cancelled: threading.Event | None = None,
-                 deadline_s: float | None = None) -> None:
-        self.cancelled = cancelled
-        self.deadline = None if deadline_s is None else time.monotonic() + deadline_s
-        self.deadline_s = deadline_s
-
-    def check(self) -> None:
-        if self.cancelled is not None and self.cancelled.is_set():
-            raise CancelledError("the client went away")
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise DeadlineExceededError(
-                f"the answer took longer than {self.deadline_s:g} s "
-                "(setting RAG_GENERATION_DEADLINE_S)"
-            )
-
-
-NO_GUARD = Guard()
 
 
 @dataclass
@@ -122,6 +99,9 @@ class Engine:
         """The bytes of one token (a multi-byte character may span several tokens)."""
         size = self._lib.llama_token_to_piece(self._model.vocab, token, self._piece, 256, 0, False)
         return self._piece.raw[:max(size, 0)]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode(errors="ignore")
 
     def is_end(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self._model.vocab, token))

@@ -32,15 +32,15 @@ import numpy as np
 
 from rag.decoding import (
     ANSWER_SEQ,
-    NO_GUARD,
+    ContextFullError,
     Engine,
-    Guard,
     Logits,
     choice_probability,
     first_token_ids,
     shared_prefix,
 )
-from rag.prompts import PromptTemplate
+from rag.guard import NO_GUARD, Guard
+from rag.prompts import PromptTemplate, quoted
 from rag.types import Chunk, Passage
 
 DeltaCallback = Callable[[str], None]
@@ -48,6 +48,8 @@ MAX_CITED = 3
 FOUND_KEY = '{"found":'
 ANSWER_OPENING = ' true, "answer": "'
 CITE_OPENING = '", "cite": ['
+# The forced parts of the reply and the passage numbers, beyond the answer's own token budget.
+REPLY_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class RetrievalPrompt:
 
     def plan(self, question: str, passages: list[Passage]) -> PromptPlan:
         numbers = {n: p.chunk for n, p in enumerate(passages, start=1)}
-        shown = "\n\n".join(f"[{n}] {chunk.text}" for n, chunk in numbers.items())
+        shown = "\n\n".join(f"[{n}] {quoted(chunk.text)}" for n, chunk in numbers.items())
         text = self.engine.render(self.template.messages(passages=shown, question=question))
         return PromptPlan(text, numbers)
 
@@ -152,7 +154,7 @@ def format_corpus(chunks: list[Chunk]) -> tuple[str, dict[int, Chunk]]:
         start = next((s for s, _ in chunk.sentences if s >= shown_until), None)
         if start is None:
             continue  # every sentence of it was shown with the chunk before
-        lines.append(f"[{n}] {chunk.text[start - chunk.start:].strip()}")
+        lines.append(f"[{n}] {quoted(chunk.text[start - chunk.start:].strip())}")
         numbers[n] = chunk
         shown_until = chunk.end
     return "\n".join(lines), numbers
@@ -177,6 +179,22 @@ class Generator:
     @property
     def template(self) -> PromptTemplate:
         return self.prompt.template
+
+    def fit(self, question: str, passages: list[Passage],
+            reserve: int) -> tuple[list[Passage], list[Passage]]:
+        """The best passages whose prompt leaves room for the reply and ``reserve`` more tokens
+        of context (the verification), and the passages dropped for lack of room, lowest rank
+        first. ContextFullError when not even one passage fits with this question."""
+        room = self.engine.n_ctx - reserve - self.max_answer_tokens - REPLY_TOKENS
+        for keep in range(len(passages), 0, -1):
+            plan = self.prompt.plan(question, passages[:keep])
+            if len(self.engine.tokenize(plan.text)) <= room:
+                return passages[:keep], passages[keep:]
+        raise ContextFullError(
+            f"the question is {len(self.engine.tokenize(question))} tokens long: with the "
+            f"instructions and one passage it does not fit the model's context of "
+            f"{self.engine.n_ctx} tokens (setting RAG_N_CTX); ask a shorter question"
+        )
 
     def generate(self, question: str, passages: list[Passage],
                  on_delta: DeltaCallback | None = None, guard: Guard = NO_GUARD) -> Draft:

@@ -16,6 +16,7 @@ and vectors of unchanged documents back from it (``read_corpus``) instead of emb
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
 DENSE = "dense.faiss"
 LEXICAL = "lexical"
+KV_STATES = "kv"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Manifest:
     reused_chunks: int  # chunks of unchanged documents, vectors taken from the previous build
     removed: list[str] = field(default_factory=list)  # doc ids the previous build had
     documents: list[DocumentInfo] = field(default_factory=list)
+    # sha256 of every other file of the build, by path inside it: checked on every load.
+    files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,11 +147,44 @@ def load_index(index_dir: Path, embed_model: str) -> StoredIndex:
             f"but this service embeds questions with {embed_model!r}: rebuild it with "
             "`rag index build`"
         )
+    verify_files(resolved, manifest)
     documents, chunks = _read_texts(resolved)
     dense = faiss.read_index(str(resolved / DENSE))
     lexical = bm25s.BM25.load(str(resolved / LEXICAL), show_progress=False)
     _check_consistent(index_dir, manifest, chunks, dense.ntotal)
     return StoredIndex(resolved, manifest, documents, chunks, dense, lexical)
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file the build wrote but the manifest, by relative path. Saved model
+    states (``kv/``, written beside the index later by ``rag.kv_state``) are not the build's."""
+    return {
+        str(path.relative_to(folder)): _sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+        and path.relative_to(folder).parts[0] != KV_STATES
+    }
+
+
+def verify_files(folder: Path, manifest: Manifest) -> None:
+    """Refuse a build whose files are not exactly the ones its manifest lists (truncated,
+    changed or missing since the build), before any of them is parsed."""
+    found = file_checksums(folder)
+    if not manifest.files:
+        raise IndexMismatchError(f"the index at {folder} lists no file checksums: rebuild it "
+                                 "with `rag index build`")
+    bad = sorted(name for name in manifest.files.keys() | found.keys()
+                 if manifest.files.get(name) != found.get(name))
+    if bad:
+        raise IndexMismatchError(
+            f"the index at {folder} is damaged: {', '.join(bad)} "
+            "missing, changed or truncated since it was built: rebuild it with `rag index build`"
+        )
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_corpus(index_dir: Path) -> StoredCorpus:
@@ -160,6 +197,7 @@ def read_corpus(index_dir: Path) -> StoredCorpus:
 
     resolved = index_dir.resolve()
     manifest = read_manifest(resolved)
+    verify_files(resolved, manifest)
     documents, chunks = _read_texts(resolved)
     dense = faiss.read_index(str(resolved / DENSE))
     _check_consistent(index_dir, manifest, chunks, dense.ntotal)

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rag.decoding import Engine, KvSequence
+from rag.index_store import KV_STATES
 
-log = logging.getLogger("rag.kv_state")
-FOLDER = "kv"
+FOLDER = KV_STATES
 
 
 def prefix_key(tokens: Sequence[int], *, index_fingerprint: str, model: str,
@@ -39,21 +38,26 @@ def prefix_key(tokens: Sequence[int], *, index_fingerprint: str, model: str,
 
 def prepare(engine: Engine, seq: KvSequence, tokens: Sequence[int], folder: Path, name: str,
             key: dict[str, Any]) -> str:
-    """Make ``seq`` start with ``tokens``: from the saved state when it matches ``key``, else by
-    reading them (and saving the state). Returns what happened, for the log."""
-    if seq.tokens[:len(tokens)] == list(tokens):
-        return "cached"
+    """Make ``seq`` start with ``tokens``: from the cache or the saved state when it matches
+    ``key``, else by reading them; a state not saved yet is saved. Returns what happened."""
     state, key_file = folder / f"{name}.kv", folder / f"{name}.json"
     refusal = _refusal(key_file, key)
-    if refusal is None and engine.load(seq, state, tokens):
+    if seq.tokens[:len(tokens)] == list(tokens):
+        if refusal is None:
+            return "cached"
+        engine.truncate(seq, len(tokens))
+        done = "cached"
+    elif refusal is None and engine.load(seq, state, tokens):
         return "loaded"
-    engine.truncate(seq, 0)
-    engine.extend(seq, tokens)
+    else:
+        engine.truncate(seq, 0)
+        engine.extend(seq, tokens)
+        done = "read"
     try:
         _save(engine, seq, state, key_file, key)
     except OSError as exc:
-        return f"read ({refusal or 'no saved state'}); not saved: {exc}"
-    return f"read and saved ({refusal or 'state did not load'})"
+        return f"{done} ({refusal or 'no saved state'}); not saved: {exc}"
+    return f"{done} and saved ({refusal or 'state did not load'})"
 
 
 def _refusal(key_file: Path, key: dict[str, Any]) -> str | None:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from rag import kv_state, selftest
 from rag.citations import CitationChecker
-from rag.decoding import Engine, Guard, KvSequence
+from rag.decoding import Engine, KvSequence
 from rag.errors import InputError, SettingsError
 from rag.generation import (
     AnswerPrompt,
@@ -26,6 +26,7 @@ from rag.generation import (
     Generator,
     RetrievalPrompt,
 )
+from rag.guard import Guard
 from rag.index_store import StoredIndex, load_index
 from rag.model_files import KNOWN_MODELS
 from rag.model_loading import Embedder, load_generator, model_identity
@@ -74,6 +75,19 @@ class Pipeline:
             verifier=verifier,
         )
 
+    def with_index(self, index_dir: Path) -> Pipeline:
+        """The same models over the index now at ``index_dir`` (a reload: nothing is loaded
+        twice; the prompt prefix is brought in by ``warm_up``)."""
+        index = load_index(index_dir, self.retriever.embedder.name)
+        return replace(
+            self,
+            retriever=Retriever(index, self.retriever.embedder, self.settings),
+            generator=Generator(self.engine, choose_prompt(self.settings, self.engine, index),
+                                self.settings.max_answer_tokens),
+            checker=CitationChecker(self.retriever.embedder, self.settings.min_support,
+                                    index.documents),
+        )
+
     @property
     def index(self) -> StoredIndex:
         return self.retriever.index
@@ -99,17 +113,18 @@ class Pipeline:
         top_k: int | None = None,
         on_passages: PassagesCallback | None = None,
         on_delta: DeltaCallback | None = None,
-        cancelled: threading.Event | None = None,
+        guard: Guard | None = None,
     ) -> Answer:
         """Answer ``question`` from the indexed documents, with checked citations or a refusal.
 
-        ``cancelled`` (set when the client goes away) and the generation deadline are checked
-        before every llama.cpp call."""
+        ``guard`` (default: the request timeout from now) is checked before every llama.cpp
+        call: a cancelled or overdue request stops within one step."""
         question = self.validate_question(question)
         top_k = self.validate_top_k(top_k)
-        guard = Guard(cancelled, self.settings.generation_deadline_s)
+        guard = guard or Guard(timeout_s=self.settings.request_timeout_s)
         started = time.perf_counter()
         passages = self.retriever.search(question, top_k)
+        passages, dropped = self.generator.fit(question, passages, self._reserve(question))
         retrieved = time.perf_counter()
         if on_passages:
             on_passages(passages)
@@ -121,6 +136,7 @@ class Pipeline:
             support = self.checker.check(question, draft.answer, cited_positions(passages, draft),
                                          passages, self.generator.prompt.shown(passages))
             trace = _trace(draft, support.evidence_text)
+            trace["passages_dropped"] = [p.chunk.chunk_id for p in dropped]
             verdict = judge(question, draft, support)
             if not verdict.refused and self.verifier is not None:
                 probability = self.verifier.probability(
@@ -149,6 +165,12 @@ class Pipeline:
                 total_s=generated - started,
             ),
         )
+
+    def _reserve(self, question: str) -> int:
+        """Context kept free for the verification of an answer to ``question``."""
+        if self.verifier is None:
+            return 0
+        return self.verifier.reserve(question, self.settings.max_answer_tokens)
 
     def warm_up(self) -> None:
         """Bring both fixed prompt prefixes into the KV cache (from their saved states when

@@ -55,3 +55,15 @@ def load_template(name: str, prompts_dir: Path) -> PromptTemplate:
         system=sections["system"],
         user=Template(sections["user"]),
     )
+
+
+_PASSAGE_MARK = re.compile(r"\[(\d+)\]")
+
+
+def quoted(text: str) -> str:
+    """Document text as the prompt shows it: documents are data, so they cannot forge the
+    prompt's structure. Chat-template markers (``<|im_start|>``…) are broken up, so they are
+    read as plain characters, and bracketed numbers become ``(n)``, so no document can start
+    a passage of its own. Spans and quotes always refer to the original text."""
+    text = text.replace("<|", "< |").replace("|>", "| >")
+    return _PASSAGE_MARK.sub(r"(\1)", text)

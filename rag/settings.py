@@ -48,8 +48,8 @@ class Settings:
     flash_attn: bool = False
     seed: int = 0
     max_answer_tokens: int = 96
-    # Stop a request (HTTP 504) once its answer has taken this long; frees the model.
-    generation_deadline_s: float = 60.0
+    # A request still waiting or generating after this long stops (HTTP 504), freeing the model.
+    request_timeout_s: float = 60.0
     # How the passages reach the model: "retrieval" shows the retrieved ones; "corpus" every
     # chunk as a fixed, cached prefix (2.3x faster on the article, 3 fewer right answers of 64:
     # README, Evaluation); "auto" takes corpus when the corpus fits corpus_max_tokens.
@@ -86,6 +86,14 @@ class Settings:
     max_question_chars: int = 2000
     # Requests allowed to wait for the model; more get HTTP 503 with Retry-After.
     max_queue: int = 16
+    # Largest request body; larger ones get HTTP 413.
+    max_body_bytes: int = 65536
+    # Bearer keys every route but health, readiness and the page requires: a comma-separated
+    # list and/or a file with one key a line. None set: no authentication (loopback only).
+    api_keys: str = ""
+    api_keys_file: Path | None = None
+    # Origins allowed to call the API from a browser (comma-separated); empty: CORS off.
+    cors_origins: str = ""
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -100,11 +108,12 @@ class Settings:
             (self.n_threads >= 0, "n_threads must be 0 (auto) or more"),
             (self.n_threads_batch >= 0, "n_threads_batch must be 0 (auto) or more"),
             (self.n_batch >= 32, "n_batch must be at least 32"),
-            (self.generation_deadline_s > 0, "generation_deadline_s must be above 0"),
+            (self.request_timeout_s > 0, "request_timeout_s must be above 0"),
             (self.corpus_max_tokens >= 0, "corpus_max_tokens must be 0 or more"),
             (self.max_answer_tokens >= 16, "max_answer_tokens must be at least 16"),
             (self.max_question_chars >= 1, "max_question_chars must be at least 1"),
             (self.max_queue >= 1, "max_queue must be at least 1"),
+            (self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024"),
             (self.rrf_k >= 1, "rrf_k must be at least 1"),
             (self.dense_weight >= 0 and self.lexical_weight >= 0, "fusion weights must be >= 0"),
             (self.dense_weight + self.lexical_weight > 0, "one fusion weight must be above 0"),
@@ -140,8 +149,9 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def public(self) -> dict[str, Any]:
-        """The settings as plain JSON values, for reports and the index description."""
+        """The settings as plain JSON values, for reports and logs; keys are never shown."""
         values = dataclasses.asdict(self)
+        values["api_keys"] = "(set)" if self.api_keys else ""
         return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
 
 

@@ -12,17 +12,20 @@ context, its own fixed prefix (the instructions and examples), which is read onc
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from rag.decoding import (
-    NO_GUARD,
     VERIFY_SEQ,
     Engine,
-    Guard,
     choice_probability,
     first_token_ids,
     shared_prefix,
 )
-from rag.prompts import PromptTemplate
+from rag.guard import NO_GUARD, Guard
+from rag.prompts import PromptTemplate, quoted
 
+EVIDENCE_TOKENS = 256  # quoted evidence beyond this is cut
+TEMPLATE_TOKENS = 48  # the user turn's own words and markers
 _YES = ("yes", "Yes", " yes", " Yes")
 _NO = ("no", "No", " no", " No")
 
@@ -38,10 +41,22 @@ class Verifier:
     def probability(self, question: str, answer: str, text: str,
                     guard: Guard = NO_GUARD) -> float:
         """P(yes) that ``text`` states ``answer`` as the answer to ``question``."""
-        messages = self.template.messages(text=text, question=question, answer=answer)
+        tokens = self.engine.tokenize(text)
+        if len(tokens) > EVIDENCE_TOKENS:  # the context holds this much quoted evidence
+            text = self.engine.detokenize(tokens[:EVIDENCE_TOKENS])
+        messages = self.template.messages(text=quoted(text), question=question, answer=answer)
         tokens = self.engine.tokenize(self.engine.render(messages))
         logits = self.engine.sync(self.seq, tokens, guard=guard)[0]
         return choice_probability(logits, self._yes, self._no) or 0.0
+
+    def reserve(self, question: str, max_answer_tokens: int) -> int:
+        """The context a verification of an answer to ``question`` may take."""
+        return (len(self._prefix) + len(self.engine.tokenize(question))
+                + max_answer_tokens + EVIDENCE_TOKENS + TEMPLATE_TOKENS)
+
+    @cached_property
+    def _prefix(self) -> list[int]:
+        return self.fixed_prefix()
 
     def fixed_prefix(self) -> list[int]:
         return shared_prefix(self.engine,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag import kv_state
-from rag.decoding import Engine, Guard
+from rag.decoding import Engine
 from rag.errors import CancelledError, DeadlineExceededError
 from rag.generation import (
     ANSWER_OPENING,
@@ -21,6 +21,7 @@ from rag.generation import (
     Generator,
     RetrievalPrompt,
 )
+from rag.guard import Guard
 from rag.model_gate import ModelGate
 from rag.model_loading import resolve_model_path
 from rag.pipeline import Pipeline
@@ -103,7 +104,7 @@ def test_cancelling_mid_answer_frees_the_model_within_one_step(pipeline: Pipelin
     def answer() -> None:
         try:
             gate.run(lambda: pipeline.ask(QUESTION, on_delta=lambda _: first_delta.set(),
-                                          cancelled=cancelled))
+                                          guard=Guard(cancelled)))
         except BaseException as exc:  # the thread's outcome is checked below
             outcome.append(exc)
 
@@ -124,9 +125,9 @@ def test_cancelling_mid_answer_frees_the_model_within_one_step(pipeline: Pipelin
 
 
 def test_a_deadline_stops_the_answer(pipeline: Pipeline) -> None:
-    guard = Guard(deadline_s=1e-9)
+    guard = Guard(timeout_s=1e-9)
     time.sleep(0.01)
-    with pytest.raises(DeadlineExceededError, match="RAG_GENERATION_DEADLINE_S"):
+    with pytest.raises(DeadlineExceededError, match="RAG_REQUEST_TIMEOUT_S"):
         pipeline.generator.generate(QUESTION, pipeline.retriever.search(QUESTION, 4),
                                     guard=guard)
 

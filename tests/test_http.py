@@ -1,9 +1,6 @@
 """The real service: `rag serve` in a subprocess on 127.0.0.1, real models, a real HTTP client."""
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,47 +11,20 @@ import openai
 import pytest
 
 from rag.settings import Settings
-from tests.conftest import ARTICLE, free_port
+from tests.conftest import ARTICLE
+from tests.servers import Server, running_server
 
 pytestmark = pytest.mark.llm
 
 QUESTION = "Who is Japan's foreign minister quoted in the article?"
 
 
-class Server:
-    def __init__(self, url: str, process: subprocess.Popen[str], readiness: list[int]) -> None:
-        self.url = url
-        self.process = process
-        self.readiness = readiness  # /readyz statuses seen while starting
-
-
 @pytest.fixture(scope="module")
-def server(settings: Settings, article_index: object) -> Iterator[Server]:
-    port = free_port()
-    env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_LLM": "small",
-           "RAG_MODEL_DIR": str(settings.model_dir), "RAG_MAX_QUEUE": "4"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    readiness: list[int] = []
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            try:
-                readiness.append(httpx.get(f"{url}/readyz", timeout=2).status_code)
-                if readiness[-1] == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "the server exited while starting"
-            time.sleep(0.2)
-        assert readiness and readiness[-1] == 200, "the service never became ready"
-        yield Server(url, process, readiness)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def server(settings: Settings, article_index: object,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("server") / "service.log"
+    with running_server(settings, log, RAG_MAX_QUEUE="4") as running:
+        yield running
 
 
 def test_readyz_flips_to_200_after_loading(server: Server) -> None:
@@ -198,11 +168,16 @@ def test_two_concurrent_requests_both_succeed_and_health_stays_fast(server: Serv
 
 
 def test_a_client_that_disconnects_mid_stream_frees_the_model(server: Server) -> None:
+    cancelled_before = sum(e.get("event") == "cancelled" for e in server.events())
     with httpx.stream("POST", f"{server.url}/v1/ask/stream", json={"question": QUESTION},
                       timeout=120) as response:
-        next(response.iter_lines())  # the first byte, then hang up
+        for line in response.iter_lines():
+            if line == "event: delta":
+                break  # the model is writing: hang up now
     started = time.perf_counter()
     response = httpx.post(f"{server.url}/v1/ask", json={"question": "Who is Taro Kono?"},
                           timeout=120)
     assert response.status_code == 200
     assert time.perf_counter() - started < 30
+    cancelled = sum(e.get("event") == "cancelled" for e in server.events())
+    assert cancelled == cancelled_before + 1, "the abandoned generation ran to its end"

@@ -299,3 +299,23 @@ def test_an_index_of_the_old_format_is_refused_with_a_rebuild_hint(
     with pytest.raises(IndexMismatchError, match="format 1, this code reads format 2"):
         index_store.load_index(settings.index_dir, embedder.name)
     assert build_index(settings, [_docs(tmp_path)], embedder).status == "built"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "change", "remove"])
+def test_a_damaged_index_is_refused_on_loading_and_rebuilt(
+    tmp_path: Path, embedder: Embedder, damage: str
+) -> None:
+    settings = make_settings(tmp_path / "index")
+    build_index(settings, [BUNDLED_CORPUS], embedder)
+    dense = settings.index_dir.resolve() / index_store.DENSE
+    if damage == "truncate":
+        dense.write_bytes(dense.read_bytes()[:-10])
+    elif damage == "change":
+        chunks = settings.index_dir.resolve() / index_store.CHUNKS
+        chunks.write_text(chunks.read_text().replace("Motegi", "Mootegi"))
+    else:
+        dense.unlink()
+    with pytest.raises(IndexMismatchError, match="damaged"):
+        index_store.load_index(settings.index_dir, embedder.name)
+    assert build_index(settings, [BUNDLED_CORPUS], embedder).status != "unchanged"
+    index_store.load_index(settings.index_dir, embedder.name)  # whole again

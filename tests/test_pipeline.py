@@ -3,6 +3,7 @@
 import pytest
 
 from rag.errors import InputError
+from rag.index_store import load_index
 from rag.pipeline import Pipeline
 from rag.refusal import REFUSAL_ANSWER
 from rag.types import Passage
@@ -94,3 +95,9 @@ def test_bad_input_is_a_clear_error(
 ) -> None:
     with pytest.raises(InputError, match=message):
         pipeline.ask(question, top_k=top_k)
+
+
+def test_saved_prompt_states_leave_the_index_whole(pipeline: Pipeline) -> None:
+    pipeline.warm_up()  # saves the fixed prefix's state beside the index
+    assert list((pipeline.index.path / "kv").glob("*.kv"))
+    load_index(pipeline.settings.index_dir, pipeline.retriever.embedder.name)

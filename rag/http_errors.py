@@ -1,0 +1,75 @@
+"""Every HTTP error status in one table; one handler turns any exception into a JSON body.
+
+``{"error": {"message": "…", "type": "…"}}``: the message is written for the person calling
+(what went wrong, what to do); unexpected exceptions become a 500 without a traceback (the
+service log has it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from rag import errors
+from rag.auth import UnauthorizedError
+from rag.model_gate import ServiceBusyError
+from rag.service import NotReadyError, ReloadFailedError
+
+log = logging.getLogger("rag.http")
+RETRY_AFTER_S = 2
+
+# First match wins: subclasses before their bases.
+ERROR_STATUS: dict[type[Exception], int] = {
+    errors.SettingsError: 500,  # the server is misconfigured, not the request
+    errors.InputError: 400,
+    RecursionError: 400,  # a JSON body nested too deeply to decode
+    UnauthorizedError: 401,
+    ReloadFailedError: 409,
+    NotReadyError: 503,
+    ServiceBusyError: 503,
+    errors.IndexNotFoundError: 503,
+    errors.IndexMismatchError: 503,
+    errors.ModelNotFoundError: 503,
+    errors.ModelIntegrityError: 503,
+    errors.LlamaRuntimeError: 503,
+    errors.DeadlineExceededError: 504,
+    errors.CancelledError: 499,  # the client went away; nobody reads this status
+}
+# Where the exception's own words would not help the caller: (message, type).
+_PLAIN: dict[type[Exception], tuple[str, str]] = {
+    RecursionError: ("the JSON body is nested too deeply", "invalid_request"),
+}
+_HTTP_MESSAGES = {
+    413: "the request body is too large (setting RAG_MAX_BODY_BYTES)",
+}
+
+
+def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
+    if isinstance(exc, HTTPException):
+        message = _HTTP_MESSAGES.get(exc.status_code, exc.detail)
+        body: dict[str, Any] = {"message": message, "type": "invalid_request"}
+        if isinstance(exc, ValidationException) and exc.extra:
+            body["details"] = exc.extra
+        return exc.status_code, {"error": body}
+    for kind, status in ERROR_STATUS.items():
+        if isinstance(exc, kind):
+            message, kind_name = _PLAIN.get(kind, (str(exc), _snake(type(exc).__name__)))
+            return status, {"error": {"message": message, "type": kind_name}}
+    log.exception("internal error", exc_info=exc)
+    return 500, {"error": {"message": "internal error; see the service log", "type": "internal"}}
+
+
+def handle_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    status, body = error_body(exc)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
+
+
+def _snake(name: str) -> str:
+    name = name.removesuffix("Error")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")

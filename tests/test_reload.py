@@ -1,0 +1,114 @@
+"""The index life cycle on a running service: rebuild, then swap in by POST /v1/index/reload or
+SIGHUP with no failed request; a damaged new index is refused and the old one keeps serving."""
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from index_build.build import build_index
+from rag import index_store
+from rag.model_loading import Embedder
+from rag.settings import BUNDLED_CORPUS, Settings
+from tests.conftest import make_settings
+from tests.servers import Server, running_server
+
+pytestmark = pytest.mark.llm
+EXTRA = "The Yeosu lighthouse keeper, Min-ji Park, repainted the lighthouse green in 2021.\n"
+
+
+@pytest.fixture(scope="module")
+def own_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
+    """An index of its own: these tests replace it under the running service."""
+    settings = make_settings(tmp_path_factory.mktemp("reload") / "index")
+    build_index(settings, [BUNDLED_CORPUS], embedder)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def server(own_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(own_index, tmp_path_factory.mktemp("log") / "service.log") as running:
+        yield running
+
+
+def _rebuild(settings: Settings, *paths: Path) -> None:
+    """`rag index build` in its own process, as a user would run it beside the service."""
+    subprocess.run([sys.executable, "-m", "rag.cli", "index", "build", *map(str, paths),
+                    "--index-dir", str(settings.index_dir)], check=True, capture_output=True)
+
+
+def _documents(server: Server) -> list[str]:
+    info = httpx.get(f"{server.url}/v1/index", timeout=10).json()
+    return sorted(d["doc_id"] for d in info["documents"])
+
+
+class Traffic:
+    """Questions asked one after another while the index changes; every status is kept."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> "Traffic":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            response = httpx.post(f"{self.server.url}/v1/ask", timeout=120,
+                                  json={"question": "Who is Taro Kono?"})
+            self.statuses.append(response.status_code)
+
+
+def test_a_rebuilt_index_is_swapped_in_without_failing_a_request(
+    server: Server, own_index: Settings, tmp_path: Path
+) -> None:
+    extra = tmp_path / "lighthouse.txt"
+    extra.write_text(EXTRA, encoding="utf-8")
+    with Traffic(server) as traffic:
+        _rebuild(own_index, BUNDLED_CORPUS, extra)
+        reloaded = httpx.post(f"{server.url}/v1/index/reload", timeout=120)
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["status"] == "reloaded"
+        assert _documents(server) == ["gsomia_article.txt", "lighthouse.txt"]
+        answer = httpx.post(f"{server.url}/v1/ask", timeout=120,
+                            json={"question": "What colour was the Yeosu lighthouse painted?"})
+        assert answer.status_code == 200
+        assert any(c["source"] == "lighthouse.txt" for c in answer.json()["passages"])
+        _rebuild(own_index, BUNDLED_CORPUS)
+        server.hangup()  # SIGHUP: the same swap
+        deadline = time.time() + 60
+        while _documents(server) != ["gsomia_article.txt"]:
+            assert time.time() < deadline, "SIGHUP did not swap the index in"
+            time.sleep(0.2)
+    assert traffic.statuses and set(traffic.statuses) == {200}, traffic.statuses
+
+
+def test_a_damaged_new_index_is_refused_and_the_old_one_keeps_serving(
+    server: Server, own_index: Settings, tmp_path: Path
+) -> None:
+    serving = httpx.get(f"{server.url}/v1/index", timeout=10).json()["fingerprint"]
+    extra = tmp_path / "lighthouse.txt"
+    extra.write_text(EXTRA, encoding="utf-8")
+    _rebuild(own_index, BUNDLED_CORPUS, extra)
+    dense = own_index.index_dir.resolve() / index_store.DENSE
+    dense.write_bytes(dense.read_bytes()[:-64])  # truncated after the build
+    response = httpx.post(f"{server.url}/v1/index/reload", timeout=120)
+    assert response.status_code == 409, response.text
+    message = response.json()["error"]["message"]
+    assert "damaged" in message and "still serving the previous one" in message
+    assert httpx.get(f"{server.url}/v1/index", timeout=10).json()["fingerprint"] == serving
+    answer = httpx.post(f"{server.url}/v1/ask", json={"question": "Who is Taro Kono?"},
+                        timeout=120)
+    assert answer.status_code == 200 and answer.json()["citations"]
