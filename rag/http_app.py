@@ -36,7 +36,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag import auth, openai_format
 from rag.guard import Guard
-from rag.http_errors import error_body, handle_error
+from rag.http_errors import ERROR_RESPONSES, error_body, handle_error
 from rag.model_gate import Admission, ModelGate
 from rag.openai_format import ChatRequest, sse
 from rag.service import Service
@@ -69,7 +69,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", sync_to_thread=False)
+@get("/readyz", sync_to_thread=False, responses=ERROR_RESPONSES)
 def readyz(service: ServiceDep) -> Response[dict[str, Any]]:
     if service.pipeline is not None:
         return Response({"status": "ready"}, status_code=200)
@@ -77,7 +77,7 @@ def readyz(service: ServiceDep) -> Response[dict[str, Any]]:
     return Response({"status": status, "error": service.load_error}, status_code=503)
 
 
-@get("/v1/index", sync_to_thread=False)
+@get("/v1/index", sync_to_thread=False, responses=ERROR_RESPONSES)
 def index_info(service: ServiceDep) -> dict[str, Any]:
     pipeline = service.ready()
     manifest = pipeline.index.manifest
@@ -100,13 +100,13 @@ def index_info(service: ServiceDep) -> dict[str, Any]:
     }
 
 
-@post("/v1/index/reload", status_code=200)
+@post("/v1/index/reload", status_code=200, responses=ERROR_RESPONSES)
 async def reload_index(service: ServiceDep) -> dict[str, Any]:
     """Swap in the index now at the configured path, between requests."""
     return await anyio.to_thread.run_sync(service.reload)
 
 
-@post("/v1/ask", status_code=200)
+@post("/v1/ask", status_code=200, responses=ERROR_RESPONSES)
 async def ask(
     data: JSONBody[AskRequest], service: ServiceDep, request: Request[Any, Any, Any]
 ) -> dict[str, Any]:
@@ -119,7 +119,7 @@ async def ask(
     return answer.to_dict()
 
 
-@post("/v1/ask/stream", status_code=200)
+@post("/v1/ask/stream", status_code=200, responses=ERROR_RESPONSES)
 async def ask_stream(
     data: JSONBody[AskRequest], service: ServiceDep, request: Request[Any, Any, Any]
 ) -> Stream:
@@ -142,7 +142,7 @@ async def ask_stream(
     return _stream(events(), admission)
 
 
-@post("/v1/chat/completions", status_code=200)
+@post("/v1/chat/completions", status_code=200, responses=ERROR_RESPONSES)
 async def chat_completions(
     data: JSONBody[ChatRequest], service: ServiceDep, request: Request[Any, Any, Any]
 ) -> Any:

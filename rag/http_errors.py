@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 from rag import errors
 from rag.auth import UnauthorizedError
@@ -20,6 +22,37 @@ from rag.service import NotReadyError, ReloadFailedError
 
 log = logging.getLogger("rag.http")
 RETRY_AFTER_S = 2
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    message: str
+    type: str
+    details: Any = None  # what failed to validate, for malformed bodies
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error response: ``{"error": {"message": "…", "type": "…"}}``."""
+
+    error: ErrorDetail
+
+
+_DESCRIBED = {
+    400: "bad input: empty, too long or malformed question, bad top_k, malformed JSON, or a "
+         "prompt that does not fit the context",
+    401: "an API key is required and none, or a wrong one, was sent",
+    404: "no such route",
+    409: "a reload whose new index did not load (the old one keeps serving)",
+    413: "the request body is too large",
+    415: "the body is not application/json",
+    500: "an unexpected error or a server misconfiguration (see the service log)",
+    503: "loading, failed to load, or too many requests waiting (with Retry-After)",
+    504: "the request timed out (RAG_REQUEST_TIMEOUT_S)",
+}
+# The error responses every route documents in the OpenAPI schema.
+ERROR_RESPONSES = {
+    status: ResponseSpec(data_container=ErrorBody, description=text, generate_examples=False)
+    for status, text in _DESCRIBED.items()
+}
 
 # First match wins: subclasses before their bases.
 ERROR_STATUS: dict[type[Exception], int] = {
