@@ -210,6 +210,10 @@ def ensure_installed(force: bool = False) -> Variant:
         return variant
     for attempt in (1, 2):
         wheel = build_wheel(variant, version)
+        # First its dependencies (typing-extensions, numpy, ...: the import check needs them
+        # before the project's own install step runs), then the wheel itself over whatever
+        # llama-cpp-python build was there.
+        _pip("install", "--no-cache-dir", "--quiet", str(wheel))
         _pip("install", "--no-deps", "--force-reinstall", "--no-cache-dir", "--quiet", str(wheel))
         found = _installed_problems(variant, version)
         if not found:
