@@ -34,12 +34,12 @@ GOLD = PROJECT_ROOT / "eval" / "gold" / "article.jsonl"
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"llm": "default", "questions": 40, "generated_chunks": 20_000,
              "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 10, 4: 8, 16: 16},
-             "total_questions": 200, "llama_builds": "native"},
+             "total_questions": 200, "llama_builds": "native", "engine_chunks": 4_000},
     "quick": {"llm": "small", "questions": 8, "generated_chunks": 2_000,
               "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},
-              "total_questions": 30, "llama_builds": ""},
+              "total_questions": 30, "llama_builds": "", "engine_chunks": 1_000},
 }
-PHASES = ("llama-builds", "index-build", "retrieval", "latency", "service")
+PHASES = ("llama-builds", "index-build", "growth", "retrieval", "latency", "service")
 
 
 def main() -> None:
@@ -67,7 +67,7 @@ def main() -> None:
             path, name = resolve_model_path(settings)
             results["llama_builds"] = llama_builds.measure(path, name, settings.threads, others,
                                                            work / "builds")
-        if phases & {"index-build", "retrieval", "latency", "service"}:
+        if phases & {"index-build", "growth", "retrieval", "latency", "service"}:
             _run_pipeline_phases(phases, profile, settings, work, results)
     results["duration_s"] = time.perf_counter() - started
     out = args.out or RESULTS / ("latest.json" if not args.only
@@ -84,7 +84,7 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
     build_index(settings, [BUNDLED_CORPUS], embedder)
     questions = [g.question for g in select(load_gold(GOLD), None, profile["questions"], 13)]
 
-    if phases & {"index-build", "retrieval"}:
+    if phases & {"index-build", "retrieval", "growth"}:
         _phase("index build throughput")
         generated = work / "generated"
         build_speed.generate_corpus(generated, profile["generated_chunks"])
@@ -92,6 +92,16 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
             build_speed.measure("bundled article", BUNDLED_CORPUS),
             build_speed.measure("generated", generated, keep=work / "generated-index"),
         ]
+
+    if "growth" in phases:
+        _phase("a growing corpus: one document added; one process against Ray")
+        full = next(b for b in results["index_build"] if b["corpus"] == "generated")
+        results["growth"] = {
+            "incremental": build_speed.measure_growth(work / "generated",
+                                                      work / "generated-index", full["build_s"]),
+            "engines": build_speed.measure_engines(_subcorpus(work, profile["engine_chunks"]),
+                                                   work / "engines"),
+        }
 
     if "retrieval" in phases:
         _phase("retrieval at scale")
@@ -122,6 +132,12 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
         results["cold_start_first_answer_s"] = service.cold_start_first_answer(env, questions[0])
         results["service"] = service.measure(env, questions, profile["levels"],
                                              profile["total_questions"])
+
+
+def _subcorpus(work: Path, chunks: int) -> Path:
+    folder = work / "engine-corpus"
+    build_speed.generate_corpus(folder, chunks, seed=11)
+    return folder
 
 
 def _vectors(index_dir: Path) -> np.ndarray:

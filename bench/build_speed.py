@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -42,16 +43,28 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _build(docs: Path, index_dir: Path) -> dict[str, Any]:
+def _build(docs: Path, index_dir: Path, engine: str = "local") -> dict[str, Any]:
     from index_build.build import build_index
     from rag.model_loading import Embedder
 
-    embedder = Embedder(Settings().threads)
-    settings = Settings.from_env({}, index_dir=index_dir)
+    settings = Settings.from_env(index_dir=index_dir)  # RAG_N_THREADS sets the Ray workers
+    embedder = Embedder(settings.threads) if engine == "local" else None
     started = time.perf_counter()
-    result = build_index(settings, [docs], embedder)
+    result = build_index(settings, [docs], embedder, engine=engine)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
     return {"chunks": result.manifest.chunk_count, "seconds": seconds, "peak_rss_mb": _peak_mb()}
+
+
+def _add(document: Path, index_dir: Path) -> dict[str, Any]:
+    """Add one document to an existing index: only its chunks are embedded."""
+    from index_build.build import add_documents
+
+    settings = Settings.from_env({}, index_dir=index_dir)
+    started = time.perf_counter()
+    result = add_documents(settings, [document])
+    seconds = time.perf_counter() - started
+    return {"chunks": result.manifest.chunk_count, "embedded": result.manifest.embedded_chunks,
+            "seconds": seconds, "peak_rss_mb": _peak_mb()}
 
 
 def _encode_only(docs: Path) -> dict[str, Any]:
@@ -69,10 +82,11 @@ def _encode_only(docs: Path) -> dict[str, Any]:
     return {"chunks": len(texts), "seconds": seconds, "peak_rss_mb": _peak_mb()}
 
 
-def run_isolated(mode: str, docs: Path, index_dir: Path) -> dict[str, Any]:
+def run_isolated(mode: str, docs: Path, index_dir: Path,
+                 env: dict[str, str] | None = None) -> dict[str, Any]:
     output = subprocess.run(
         [sys.executable, "-m", "bench.build_speed", mode, str(docs), str(index_dir)],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env={**os.environ, **(env or {})},
     ).stdout
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     return result
@@ -98,13 +112,42 @@ def measure(label: str, docs: Path, keep: Path | None = None) -> dict[str, Any]:
     }
 
 
+def measure_growth(docs: Path, index_dir: Path, full_build_s: float) -> dict[str, Any]:
+    """One document added to the index of ``docs`` (built in this run in ``full_build_s``)."""
+    extra = index_dir.parent / "one-more.txt"
+    extra.write_text(BUNDLED_CORPUS.read_text(encoding="utf-8"), encoding="utf-8")
+    added = run_isolated("add", extra, index_dir)
+    return {"chunks_before": added["chunks"] - added["embedded"], "embedded": added["embedded"],
+            "add_s": added["seconds"], "full_build_s": full_build_s,
+            "ratio_add_to_full": added["seconds"] / full_build_s}
+
+
+def measure_engines(docs: Path, scratch: Path) -> dict[str, Any]:
+    """The same corpus built in one process and on a local Ray instance with 1 and 2 workers."""
+    runs = {"local": run_isolated("build", docs, scratch / "local")}
+    for workers in (1, 2):
+        runs[f"ray-{workers}"] = run_isolated("ray", docs, scratch / f"ray-{workers}",
+                                              env={"RAG_N_THREADS": str(workers)})
+    local_rate = runs["local"]["chunks"] / runs["local"]["seconds"]
+    return {name: {"chunks": run["chunks"], "seconds": run["seconds"],
+                   "chunks_per_s": run["chunks"] / run["seconds"],
+                   "ratio_to_local": run["chunks"] / run["seconds"] / local_rate,
+                   "peak_rss_mb": run["peak_rss_mb"]}
+            for name, run in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["build", "encode"])
+    parser.add_argument("mode", choices=["build", "ray", "encode", "add"])
     parser.add_argument("docs", type=Path)
     parser.add_argument("index_dir", type=Path)
     args = parser.parse_args()
-    result = _build(args.docs, args.index_dir) if args.mode == "build" else _encode_only(args.docs)
+    if args.mode == "encode":
+        result = _encode_only(args.docs)
+    elif args.mode == "add":
+        result = _add(args.docs, args.index_dir)
+    else:
+        result = _build(args.docs, args.index_dir, "ray" if args.mode == "ray" else "local")
     print(json.dumps(result))
 
 

@@ -9,7 +9,8 @@ from typing import Any
 def table(results: dict[str, Any]) -> str:
     lines = ["| measure | value | reference | ratio | target |", "|---|---|---|---|---|"]
     sections = [("llama_builds", _llama_builds), ("answer_latency", _latency),
-                ("index_build", _index_build), ("retrieval_scale", _retrieval),
+                ("index_build", _index_build), ("growth", _growth),
+                ("retrieval_scale", _retrieval),
                 ("service", _service)]
     for key, section in sections:
         if key in results:
@@ -60,6 +61,19 @@ def _index_build(results: dict[str, Any], add: Add) -> None:
             f"{build['ratio_build_to_encode']:.2f} | ≥ 0.9 |")
         add(f"| index build peak RSS, {build['corpus']} | {build['build_peak_rss_mb']:.0f} MB | "
             f"encode only {build['encode_peak_rss_mb']:.0f} MB | | |")
+
+
+def _growth(results: dict[str, Any], add: Add) -> None:
+    grow = results["growth"]["incremental"]
+    add(f"| add 1 document ({grow['embedded']} chunks) to {grow['chunks_before']:,} chunks | "
+        f"{grow['add_s']:.1f} s | full build {grow['full_build_s']:.1f} s | "
+        f"{grow['ratio_add_to_full']:.3f} | |")
+    engines = results["growth"]["engines"]
+    local = engines["local"]
+    for name, run in engines.items():
+        add(f"| index build {name} ({run['chunks']:,} chunks) | {run['chunks_per_s']:.0f} "
+            f"chunks/s, peak RSS {run['peak_rss_mb']:.0f} MB | one process "
+            f"{local['chunks_per_s']:.0f} chunks/s | {run['ratio_to_local']:.2f} | |")
 
 
 def _retrieval(results: dict[str, Any], add: Add) -> None:
