@@ -14,6 +14,8 @@ LLAMA   := $(VENV)/.llama-built
 # before any change was tried on it; run only to report).
 GOLD    := eval/gold/article.jsonl
 TEST_GOLD := eval/gold/article_test.jsonl
+# Two-turn cases: a follow-up question after an earlier question and its answer.
+CONVERSATIONS := eval/gold/conversation.jsonl
 CORPUS  := corpus/gsomia_article.txt
 REPORTS := reports
 # The outside benchmark is optional and read-only; point SQUAD elsewhere if it lives elsewhere.
@@ -107,6 +109,10 @@ eval: install
 	$(RAG) eval --llm default --gold $(TEST_GOLD) --docs $(CORPUS) --check --gate default-test \
 		--json $(REPORTS)/article-test-default.json \
 		--markdown $(REPORTS)/article-test-default.md || status=$$?; \
+	echo "== follow-up questions $(CONVERSATIONS) (reported, not gated) =="; \
+	$(RAG) eval --llm default --gold $(CONVERSATIONS) --docs $(CORPUS) \
+		--json $(REPORTS)/conversation-default.json \
+		--markdown $(REPORTS)/conversation-default.md || status=$$?; \
 	exit $$status
 
 # SQuAD split by document, both directions: each document's questions asked of an index of that

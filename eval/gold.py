@@ -1,8 +1,10 @@
 """Gold question sets: one JSON object a line.
 
 ``{"id", "question", "answers": [...], "evidence": [...], "answerable": bool}``, optionally
-``"doc"`` (the name of the document the question is about, kept for ``rag eval --doc``); other
-keys are allowed and ignored. ``evidence`` holds exact substrings of the documents.
+``"doc"`` (the name of the document the question is about, kept for ``rag eval --doc``) and
+``"history"`` (earlier turns ``[{"role": "user"|"assistant", "content": str}]``: the question is
+a follow-up to them); other keys are allowed and ignored. ``evidence`` holds exact substrings
+of the documents.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class GoldItem:
     evidence: tuple[str, ...]
     answerable: bool
     doc: str | None = None
+    # Earlier turns of a conversation, oldest first: (role, text); the question follows them.
+    history: tuple[tuple[str, str], ...] = ()
 
 
 def load_gold(path: Path) -> list[GoldItem]:
@@ -74,4 +78,16 @@ def _item(path: Path, number: int, line: str) -> GoldItem:
         evidence=tuple(map(str, record["evidence"])),
         answerable=record["answerable"],
         doc=doc,
+        history=_history(where, record.get("history", [])),
     )
+
+
+def _history(where: str, turns: Any) -> tuple[tuple[str, str], ...]:
+    valid = isinstance(turns, list) and all(
+        isinstance(t, dict) and t.get("role") in {"user", "assistant"}
+        and isinstance(t.get("content"), str) for t in turns
+    )
+    if not valid:
+        raise InputError(f"{where}: 'history' must be a list of {{role: user|assistant, "
+                         "content: str}}")
+    return tuple((t["role"], t["content"]) for t in turns)

@@ -26,6 +26,7 @@ from eval import gate, metrics, report
 from eval.gold import GoldItem, load_gold, select
 from index_build.build import build_index, ensure_default_index
 from index_build.reading import files_under
+from rag.conversation import Turn
 from rag.errors import InputError
 from rag.model_loading import Embedder
 from rag.pipeline import Pipeline
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    # Every refusal signal's verdict on every draft goes into the report (the answers do not
+    # change): what each signal contributes is measured from them (python -m eval.signals).
+    settings = settings.replace(explain_refusals=True)
     names: list[str] | None = args.doc_names
     items = select(of_docs(load_gold(args.gold), names), args.limit, args.sample, args.seed)
     docs = docs_named(args.docs, names) if args.docs and names else args.docs
@@ -138,7 +142,7 @@ def run_questions(
     rows, outcomes = [], []
     for item in tqdm(items, desc="eval", unit="q", file=sys.stderr, disable=None):
         started = time.perf_counter()
-        answer = pipeline.ask(item.question)
+        answer = pipeline.ask(item.question, history=[Turn(*t) for t in item.history])
         outcome = _outcome(item, answer, texts, time.perf_counter() - started)
         outcomes.append(outcome)
         rows.append(_row(item, answer, outcome))
@@ -178,6 +182,9 @@ def _row(item: GoldItem, answer: Answer, outcome: metrics.QuestionOutcome) -> di
         "trace": answer.trace,
         "citations": [asdict(c) for c in answer.citations],
         "passages": [p.chunk.chunk_id for p in answer.passages],
+        # Spans, so another refusal rule can be replayed on this report (eval.calibrate).
+        "passage_spans": [[p.source, p.start, p.end] for p in outcome.passages],
+        "evidence_spans": [[e.source, e.start, e.end] for e in outcome.evidence],
         "latency_s": round(outcome.latency_s, 3),
         "f1": round(outcome.f1, 3) if answerable else None,
         "evidence_rank": rank,

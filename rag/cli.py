@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.conversation import Turn
 from rag.errors import InputError, ModelNotFoundError, RagError, UnreadableDocumentsError
 from rag.settings import Settings
 from rag.types import Answer
@@ -203,7 +204,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     _enable_history()
     pipeline = _load_pipeline(settings)
-    print("Ask about the indexed documents. /quit exits.")
+    print("Ask about the indexed documents; follow-up questions may refer to earlier ones. "
+          "/new starts over, /quit exits.")
+    history: list[Turn] = []
     while True:
         try:
             question = input("\nyou> ").strip()
@@ -212,12 +215,19 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_OK
         if question in {"/quit", "/exit", "/q"}:
             return EXIT_OK
+        if question == "/new":
+            history = []
+            continue
         if not question:
             continue
         try:
-            print(format_answer(pipeline.ask(question)))
+            answer = pipeline.ask(question, history=history)
         except InputError as exc:
             print(f"rag: {exc}")
+            continue
+        print(format_answer(answer))
+        history += [Turn("user", answer.standalone_question or question),
+                    Turn("assistant", answer.answer)]
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -324,7 +334,8 @@ def _load_pipeline(settings: Settings) -> Pipeline:
 
 def format_answer(answer: Answer) -> str:
     marks = "".join(f" [{c.id}]" for c in answer.citations)
-    lines = [answer.answer + marks]
+    lines = [f"(searching for: {answer.standalone_question})"] if answer.standalone_question else []
+    lines.append(answer.answer + marks)
     for c in answer.citations:
         page = f", page {c.page}" if c.page is not None else ""
         lines.append(f"\n[{c.id}] {c.source}{page}, characters {c.start}-{c.end}:")

@@ -8,7 +8,8 @@ second loaded model. Here the project drives llama.cpp itself:
   returns the logits of exactly the positions asked for (no ``logits_all``);
 * ``sync`` makes a sequence hold a given token list, keeping the longest prefix already in the KV
   cache, so fixed prompt prefixes are read once per process (``rag.kv_state`` saves them);
-* sequence 0 answers, sequence 1 verifies: one set of weights, one unified KV cache.
+* sequence 0 answers, 1 verifies, 2 rewrites follow-up questions: one set of weights, one
+  unified KV cache.
 
 Every llama.cpp call is preceded by the request's ``Guard`` check (``rag.guard``), so a
 cancelled or overdue request stops within one step. llama_cpp is imported on construction
@@ -30,7 +31,7 @@ from rag.errors import InputError
 from rag.guard import NO_GUARD, Guard
 
 Logits = npt.NDArray[np.single]
-ANSWER_SEQ, VERIFY_SEQ = 0, 1
+ANSWER_SEQ, VERIFY_SEQ, REWRITE_SEQ = 0, 1, 2
 
 
 class ContextFullError(InputError):
@@ -71,13 +72,13 @@ class Engine:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
         params.n_threads, params.n_threads_batch = n_threads, n_threads_batch
-        params.n_seq_max, params.kv_unified = 2, True
+        params.n_seq_max, params.kv_unified = 3, True
         params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         self._context = _internals.LlamaContext(model=self._model, params=params, verbose=False)
         self._ctx = self._context.ctx
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 2)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 3)
         self._piece = ctypes.create_string_buffer(256)
         self.name = name
         self.path = model_path
@@ -86,7 +87,8 @@ class Engine:
         self.n_vocab = self._model.n_vocab()
         self.stats = DecodeStats()
         self.recorder: Recorder | None = None
-        self.sequences = [KvSequence(ANSWER_SEQ), KvSequence(VERIFY_SEQ)]
+        self.sequences = [KvSequence(ANSWER_SEQ), KvSequence(VERIFY_SEQ),
+                          KvSequence(REWRITE_SEQ)]
         self._formatter = _chat_formatter(self._model, llama_chat_format)
 
     # ---- text ---------------------------------------------------------------------------

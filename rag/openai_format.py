@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from rag.conversation import Turn
 from rag.errors import InputError
 from rag.types import Answer
 
@@ -28,16 +29,21 @@ class ChatRequest(msgspec.Struct):
     top_k: int | None = None
 
 
-def last_user_message(messages: list[ChatMessage]) -> str:
-    """The question: the last user message, its text parts joined."""
-    for message in reversed(messages):
-        if message.role != "user":
-            continue
-        content = message.content
-        if isinstance(content, list):
-            return " ".join(_text_part(part) for part in content if part.get("type") == "text")
-        return content or ""
-    raise InputError("messages must contain at least one message with role 'user'")
+def conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
+    """The question (the last user message) and the user and assistant turns before it."""
+    last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"),
+                None)
+    if last is None:
+        raise InputError("messages must contain at least one message with role 'user'")
+    history = [Turn(m.role, _text(m)) for m in messages[:last] if m.role in {"user", "assistant"}]
+    return _text(messages[last]), history
+
+
+def _text(message: ChatMessage) -> str:
+    content = message.content
+    if isinstance(content, list):
+        return " ".join(_text_part(part) for part in content if part.get("type") == "text")
+    return content or ""
 
 
 def _text_part(part: dict[str, Any]) -> str:
@@ -88,4 +94,5 @@ def completion(completion_id: str, answer: Answer) -> dict[str, Any]:
 def answer_extras(answer: Answer) -> dict[str, Any]:
     """The grounding an OpenAI response has no field for."""
     data = answer.to_dict()
-    return {"citations": data["citations"], "refused": answer.refused, "prompt": answer.prompt}
+    return {"citations": data["citations"], "refused": answer.refused, "prompt": answer.prompt,
+            "standalone_question": answer.standalone_question}

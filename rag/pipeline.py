@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rag import kv_state, selftest
+from rag import calibration, kv_state, selftest
 from rag.citations import CitationChecker
+from rag.conversation import Rewriter, Turn
 from rag.decoding import Engine, KvSequence
 from rag.errors import InputError, SettingsError
 from rag.generation import (
@@ -28,13 +29,21 @@ from rag.generation import (
 )
 from rag.guard import Guard
 from rag.index_store import StoredIndex, load_index
-from rag.model_files import KNOWN_MODELS
-from rag.model_loading import Embedder, load_generator, model_identity
+from rag.model_loading import Embedder, load_generator, model_identity, resolve_model_path
 from rag.prompts import load_template
-from rag.refusal import REFUSAL_ANSWER, confirm, judge, out_of_scope
+from rag.refusal import (
+    DEFAULT_MIN_CONFIDENCE,
+    MIN_CONFIDENCE,
+    REFUSAL_ANSWER,
+    Case,
+    Policy,
+    Verdict,
+    decide,
+    verdicts,
+)
 from rag.retrieval import Retriever
 from rag.settings import Settings
-from rag.types import Answer, Passage, Timings
+from rag.types import Answer, Citation, Passage, Timings
 from rag.verification import Verifier
 
 PassagesCallback = Callable[[list[Passage]], None]
@@ -42,11 +51,23 @@ MAX_TOP_K = 20
 log = logging.getLogger("rag.pipeline")
 
 
-def confidence_threshold(settings: Settings) -> float:
-    """The configured confidence threshold, else the one chosen for the model."""
-    if settings.min_confidence is not None:
-        return settings.min_confidence
-    return KNOWN_MODELS["default" if settings.model_path else settings.llm].min_confidence
+def refusal_policy(settings: Settings) -> Policy:
+    """The thresholds in force: the settings', else those chosen for the generator; and the
+    calibrated model when asked for (it must have been fitted for this generator)."""
+    name = resolve_model_path(settings)[1]
+    confidence = settings.min_confidence
+    if confidence is None:
+        confidence = MIN_CONFIDENCE.get(name, DEFAULT_MIN_CONFIDENCE)
+    model = None
+    if settings.refusal_model == "calibrated":
+        model = calibration.load()
+        if model is None or model.generator != name:
+            raise SettingsError(
+                f"RAG_REFUSAL_MODEL=calibrated needs {calibration.MODEL_FILE} fitted for {name}"
+                " (python -m eval.calibrate …); use RAG_REFUSAL_MODEL=rules"
+            )
+    return Policy(min_relevance=settings.min_relevance, min_confidence=confidence,
+                  calibration=model)
 
 
 @dataclass
@@ -56,23 +77,28 @@ class Pipeline:
     generator: Generator
     checker: CitationChecker
     verifier: Verifier | None
+    rewriter: Rewriter
+    policy: Policy
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Pipeline:
         embedder = embedder or Embedder(settings.threads)
         index = load_index(settings.index_dir, embedder.name)
-        settings = settings.replace(min_confidence=confidence_threshold(settings))
+        policy = refusal_policy(settings)
         engine = load_generator(settings)
         verifier = None
-        if settings.min_confidence:
+        if policy.min_confidence or policy.calibration is not None:
             verifier = Verifier(engine, load_template(settings.verify_prompt, settings.prompts_dir))
         return cls(
             settings=settings,
             retriever=Retriever(index, embedder, settings),
             generator=Generator(engine, choose_prompt(settings, engine, index),
-                                settings.max_answer_tokens),
+                                settings.max_answer_tokens, settings.extractive_answers),
             checker=CitationChecker(embedder, settings.min_support, index.documents),
             verifier=verifier,
+            rewriter=Rewriter(engine, load_template(settings.rewrite_prompt, settings.prompts_dir),
+                              settings.max_history_turns),
+            policy=policy,
         )
 
     def with_index(self, index_dir: Path) -> Pipeline:
@@ -83,7 +109,8 @@ class Pipeline:
             self,
             retriever=Retriever(index, self.retriever.embedder, self.settings),
             generator=Generator(self.engine, choose_prompt(self.settings, self.engine, index),
-                                self.settings.max_answer_tokens),
+                                self.settings.max_answer_tokens,
+                                self.settings.extractive_answers),
             checker=CitationChecker(self.retriever.embedder, self.settings.min_support,
                                     index.documents),
         )
@@ -105,7 +132,7 @@ class Pipeline:
         versions = [self.generator.template.version]
         if self.verifier is not None:
             versions.append(self.verifier.template.version)
-        return "+".join(versions)
+        return "+".join([*versions, self.rewriter.template.version])
 
     def ask(
         self,
@@ -114,43 +141,38 @@ class Pipeline:
         on_passages: PassagesCallback | None = None,
         on_delta: DeltaCallback | None = None,
         guard: Guard | None = None,
+        history: list[Turn] | None = None,
     ) -> Answer:
         """Answer ``question`` from the indexed documents, with checked citations or a refusal.
 
-        ``guard`` (default: the request timeout from now) is checked before every llama.cpp
-        call: a cancelled or overdue request stops within one step."""
-        question = self.validate_question(question)
+        ``history``: earlier turns of a conversation; a follow-up that points back into them
+        is rewritten to stand alone first (``rag.conversation``). ``guard`` (default: the
+        request timeout from now) is checked before every llama.cpp call: a cancelled or
+        overdue request stops within one step."""
+        asked = self.validate_question(question)
         top_k = self.validate_top_k(top_k)
         guard = guard or Guard(timeout_s=self.settings.request_timeout_s)
         started = time.perf_counter()
+        question = self.rewriter.standalone(asked, history or [], guard)
+        rewritten = time.perf_counter()
         passages = self.retriever.search(question, top_k)
         passages, dropped = self.generator.fit(question, passages, self._reserve(question))
         retrieved = time.perf_counter()
         if on_passages:
             on_passages(passages)
-        answer, citations = REFUSAL_ANSWER, []
+        case = Case(question, passages)
+        verdict = decide(case, self.policy, "retrieved")
         trace: dict[str, Any] = {}
-        verdict = out_of_scope(passages, self.settings.min_relevance)
-        if verdict is None:
-            draft = self.generator.generate(question, passages, on_delta, guard)
-            support = self.checker.check(question, draft.answer, cited_positions(passages, draft),
-                                         passages, self.generator.prompt.shown(passages))
-            trace = _trace(draft, support.evidence_text)
-            trace["passages_dropped"] = [p.chunk.chunk_id for p in dropped]
-            verdict = judge(question, draft, support)
-            if not verdict.refused and self.verifier is not None:
-                probability = self.verifier.probability(
-                    question, draft.answer, support.evidence_text, guard
-                )
-                trace["verification"] = round(probability, 4)
-                verdict = confirm(
-                    draft.found_probability, probability, self.settings.min_confidence or 0.0
-                )
-            if not verdict.refused:
-                answer, citations = draft.answer, support.citations
+        if not verdict.refused:
+            case, verdict = self._judge_a_draft(case, on_delta, guard)
+            trace = self._trace(case, dropped, rewritten - started)
+        answer, citations = REFUSAL_ANSWER, list[Citation]()
+        if not verdict.refused and case.draft is not None and case.support is not None:
+            answer, citations = case.draft.answer, case.support.citations
         generated = time.perf_counter()
         return Answer(
-            question=question,
+            question=asked,
+            standalone_question=question if question != asked else None,
             answer=answer,
             refused=verdict.refused,
             citations=citations,
@@ -166,14 +188,61 @@ class Pipeline:
             ),
         )
 
+    def _judge_a_draft(self, case: Case, on_delta: DeltaCallback | None,
+                       guard: Guard) -> tuple[Case, Verdict]:
+        """Draft an answer, check its citations, verify it (unless refused already): the case
+        as then known, and the verdict."""
+        draft = self.generator.generate(case.question, case.passages, on_delta, guard)
+        support = self.checker.check(case.question, draft.answer,
+                                     cited_positions(case.passages, draft), case.passages,
+                                     self.generator.prompt.shown(case.passages))
+        case = replace(case, draft=draft, support=support)
+        verdict = decide(case, self.policy, "drafted")
+        wanted = not verdict.refused or self.settings.explain_refusals
+        if self.verifier is not None and draft.answer and wanted:
+            case = replace(case, verification=self.verifier.probability(
+                case.question, draft.answer, support.evidence_text, guard))
+        if not verdict.refused:
+            verdict = decide(case, self.policy, "verified")
+        return case, verdict
+
+    def _trace(self, case: Case, dropped: list[Passage], rewrite_s: float) -> dict[str, Any]:
+        """What the eval reports and logs show of a drafted answer beyond the Answer JSON."""
+        draft, support = case.draft, case.support
+        assert draft is not None and support is not None
+        trace = {
+            "draft": draft.answer,
+            "found": draft.found,
+            "cited": [chunk.chunk_id for chunk in draft.cited],
+            "evidence": support.evidence_text,
+            "prompt_tokens": draft.prompt_tokens,
+            "completion_tokens": draft.completion_tokens,
+            "answer_tokens": draft.answer_tokens,
+            "decode_calls": draft.decode_calls,
+            "decode_steps": draft.decode_steps,
+            "found_probability": round(draft.found_probability, 4),
+            "best_support": round(support.best_support, 4),
+            "best_similarity": round(max((p.similarity for p in case.passages), default=0.0), 4),
+            "passages_dropped": [p.chunk.chunk_id for p in dropped],
+            "rewrite_s": round(rewrite_s, 4),
+        }
+        if case.verification is not None:
+            trace["verification"] = round(case.verification, 4)
+        if self.settings.explain_refusals:
+            trace["signals"] = verdicts(case, self.policy)
+            # What the answer would cite, refused or not: refusal rules replay on reports.
+            trace["support_citations"] = [[c.source, c.start, c.end] for c in support.citations]
+        return trace
+
     def _reserve(self, question: str) -> int:
         """Context kept free for the verification of an answer to ``question``."""
+        rewriter = len(self.rewriter.prefix)  # kept in the cache between rewrites
         if self.verifier is None:
-            return 0
-        return self.verifier.reserve(question, self.settings.max_answer_tokens)
+            return rewriter
+        return rewriter + self.verifier.reserve(question, self.settings.max_answer_tokens)
 
     def warm_up(self) -> None:
-        """Bring both fixed prompt prefixes into the KV cache (from their saved states when
+        """Bring the fixed prompt prefixes into the KV cache (from their saved states when
         they match, else by reading them and saving the states), so the first real question
         is as fast as the next ones."""
         key = {"index_fingerprint": self.index.manifest.fingerprint,
@@ -182,8 +251,10 @@ class Pipeline:
             (f"answer-{self.generator.prompt.mode}", self.generator.seq,
              self.generator.prompt.fixed_prefix(), self.generator.template.version)]
         if self.verifier is not None:
-            parts.append(("verify", self.verifier.seq, self.verifier.fixed_prefix(),
+            parts.append(("verify", self.verifier.seq, self.verifier.prefix,
                           self.verifier.template.version))
+        parts.append(("rewrite", self.rewriter.seq, self.rewriter.prefix,
+                      self.rewriter.template.version))
         for name, seq, tokens, template in parts:
             outcome = kv_state.prepare(self.engine, seq, tokens, self.index.path / kv_state.FOLDER,
                                        name, kv_state.prefix_key(tokens, template=template, **key))
@@ -238,18 +309,3 @@ def cited_positions(passages: list[Passage], draft: Draft) -> list[int]:
     """The model's citations as 1-based positions among the retrieved passages."""
     position = {p.chunk.chunk_id: n for n, p in enumerate(passages, start=1)}
     return [position[chunk.chunk_id] for chunk in draft.cited if chunk.chunk_id in position]
-
-
-def _trace(draft: Draft, evidence: str) -> dict[str, Any]:
-    return {
-        "draft": draft.answer,
-        "found": draft.found,
-        "cited": [chunk.chunk_id for chunk in draft.cited],
-        "evidence": evidence,
-        "prompt_tokens": draft.prompt_tokens,
-        "completion_tokens": draft.completion_tokens,
-        "answer_tokens": draft.answer_tokens,
-        "decode_calls": draft.decode_calls,
-        "decode_steps": draft.decode_steps,
-        "found_probability": round(draft.found_probability, 4),
-    }

@@ -20,6 +20,7 @@ from typing import Any
 import anyio.to_thread
 
 from rag import errors
+from rag.conversation import Turn
 from rag.guard import Guard
 from rag.model_gate import Admission, ModelGate
 from rag.pipeline import Pipeline
@@ -104,6 +105,7 @@ class Service:
         top_k: int | None,
         admission: Admission,
         guard: Guard,
+        history: list[Turn],
         on_passages: Callable[[list[Passage]], None] | None = None,
         on_delta: Callable[[str], None] | None = None,
     ) -> Answer:
@@ -111,7 +113,7 @@ class Service:
 
         def job() -> Answer:
             return pipeline.ask(question, top_k, on_passages=on_passages, on_delta=on_delta,
-                                guard=guard)
+                                guard=guard, history=history)
 
         started = time.perf_counter()
         try:

@@ -24,6 +24,7 @@ PROMPTS_DIR = PROJECT_ROOT / "prompts"
 
 LlmChoice = Literal["default", "small"]
 PromptMode = Literal["auto", "corpus", "retrieval"]
+RefusalMode = Literal["rules", "calibrated"]
 
 
 def _default_model_dir() -> Path:
@@ -48,6 +49,8 @@ class Settings:
     flash_attn: bool = False
     seed: int = 0
     max_answer_tokens: int = 96
+    # Answers must copy a stretch of the passages (an invention cannot be written at all).
+    extractive_answers: bool = False
     # A request still waiting or generating after this long stops (HTTP 504), freeing the model.
     request_timeout_s: float = 60.0
     # How the passages reach the model: "retrieval" shows the retrieved ones; "corpus" every
@@ -57,6 +60,9 @@ class Settings:
     corpus_max_tokens: int = 2500
     prompt: str = "answer_v3"
     verify_prompt: str = "verify_v1"
+    rewrite_prompt: str = "rewrite_v1"
+    # Earlier turns of a conversation shown when rewriting a follow-up question.
+    max_history_turns: int = 6
 
     # Chunking (tokens are cl100k_base tokens).
     chunk_tokens: int = 80
@@ -77,8 +83,14 @@ class Settings:
     min_support: float = 0.5
     # Below this confidence (the model's P(found) and the verifier's P(supported), combined as
     # odds) the answer is refused; 0 skips verification. Unset, the value chosen for the
-    # generator is used (see rag.model_files.KNOWN_MODELS).
+    # generator is used (rag.refusal.MIN_CONFIDENCE).
     min_confidence: float | None = None
+    # "rules": each refusal signal decides alone; "calibrated": a logistic regression fitted on
+    # tuning data (rag/refusal_model.json) weighs the rule signals' evidence instead.
+    refusal_model: RefusalMode = "rules"
+    # Run every refusal signal (and the verifier) on every draft and record each verdict in the
+    # trace, for the eval reports; the decision itself does not change.
+    explain_refusals: bool = False
 
     # Service.
     host: str = "127.0.0.1"
@@ -113,6 +125,7 @@ class Settings:
             (self.max_answer_tokens >= 16, "max_answer_tokens must be at least 16"),
             (self.max_question_chars >= 1, "max_question_chars must be at least 1"),
             (self.max_queue >= 1, "max_queue must be at least 1"),
+            (self.max_history_turns >= 0, "max_history_turns must be 0 or more"),
             (self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024"),
             (self.rrf_k >= 1, "rrf_k must be at least 1"),
             (self.dense_weight >= 0 and self.lexical_weight >= 0, "fusion weights must be >= 0"),

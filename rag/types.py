@@ -99,10 +99,13 @@ class Answer:
     # (see rag.refusal), and the draft the model wrote before checking.
     refusal_reason: str = ""
     trace: dict[str, Any] = field(default_factory=dict)
+    # The follow-up question rewritten to stand alone, when it was (rag.conversation).
+    standalone_question: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
+            "standalone_question": self.standalone_question,
             "answer": self.answer,
             "refused": self.refused,
             "citations": [asdict(c) for c in self.citations],

@@ -51,14 +51,12 @@ class Verifier:
 
     def reserve(self, question: str, max_answer_tokens: int) -> int:
         """The context a verification of an answer to ``question`` may take."""
-        return (len(self._prefix) + len(self.engine.tokenize(question))
+        return (len(self.prefix) + len(self.engine.tokenize(question))
                 + max_answer_tokens + EVIDENCE_TOKENS + TEMPLATE_TOKENS)
 
     @cached_property
-    def _prefix(self) -> list[int]:
-        return self.fixed_prefix()
-
-    def fixed_prefix(self) -> list[int]:
+    def prefix(self) -> list[int]:
+        """The tokens every verification prompt starts with: kept in the cache."""
         return shared_prefix(self.engine,
                              self.template.messages(text="A", question="A", answer="A"),
                              self.template.messages(text="B", question="B", answer="B"))

@@ -112,11 +112,20 @@ class Page:
         self.page.fill("#question", question)
         self.page.press("#question", "Enter")
 
-    def wait_for_answer(self) -> dict[str, Any]:
-        """Waits for the checked answer (or the refusal) and returns the page's own copy of it."""
+    def wait_for_answer(self, to: str | None = None) -> dict[str, Any]:
+        """Waits for the checked answer (or the refusal) and returns the page's own copy of it;
+        with ``to``, for the answer to that question (an earlier one may still be on the page).
+
+        Polled from here: the page's Content-Security-Policy forbids the eval that
+        ``wait_for_function`` needs."""
         self.page.wait_for_selector("#answer.final, #refusal:not([hidden])")
-        answer: dict[str, Any] = self.page.evaluate("window.lastAnswer")
-        return answer
+        deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000
+        while True:
+            answer: dict[str, Any] | None = self.page.evaluate("window.lastAnswer")
+            if answer is not None and (to is None or answer.get("question") == to):
+                return answer
+            assert time.monotonic() < deadline, f"no answer to {to!r} on the page"
+            self.page.wait_for_timeout(100)
 
 
 def test_the_page_answers_with_highlighted_sources_and_refuses_plainly(
@@ -190,4 +199,25 @@ def test_a_permalink_asks_again_on_load_at_phone_width(server: str, browser: Any
     assert answer["question"] == QUESTION
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     page.screenshot(path=str(SCREENSHOTS / "page-phone.png"), full_page=True)
+    assert tab.problems == []
+
+
+def test_a_follow_up_question_is_asked_as_it_stands_alone(server: str, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    tab = Page(browser, server, viewport={"width": 1100, "height": 900})
+    page = tab.page
+    page.goto(server)
+    tab.ask("Who is Japan's foreign minister?")
+    first = tab.wait_for_answer()
+    assert "Motegi" in first["answer"], first["answer"]
+    expect(page.locator("#conversation")).to_contain_text("1 earlier question")
+    tab.ask("Where did he speak to reporters?")
+    answer = tab.wait_for_answer(to="Where did he speak to reporters?")
+    assert "Motegi" in (answer["standalone_question"] or ""), answer["standalone_question"]
+    expect(page.locator("#searching")).to_contain_text(answer["standalone_question"])
+    assert "Nagoya" in answer["answer"], answer["answer"]
+    page.screenshot(path=str(SCREENSHOTS / "follow-up.png"), full_page=True)
+    page.click("#new-conversation")
+    expect(page.locator("#conversation")).to_be_hidden()
     assert tab.problems == []

@@ -78,7 +78,8 @@ def test_gate_fails_when_quality_drops(
 ) -> None:
     prompts = tmp_path / "prompts"
     prompts.mkdir()
-    (prompts / "verify_v1.txt").write_text((PROMPTS_DIR / "verify_v1.txt").read_text())
+    for kept in ("verify_v1.txt", "rewrite_v1.txt"):
+        (prompts / kept).write_text((PROMPTS_DIR / kept).read_text())
     # A broken template that never shows the model the passages.
     (prompts / "lazy.txt").write_text(
         "[system]\nAnswer in JSON with found, answer and cite.\n[user]\n$question\n"

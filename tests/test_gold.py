@@ -11,6 +11,8 @@ from tests.conftest import ARTICLE
 GOLD_DIR = Path(__file__).resolve().parent.parent / "eval" / "gold"
 GOLD = GOLD_DIR / "article.jsonl"
 TEST_SPLIT = GOLD_DIR / "article_test.jsonl"
+CONVERSATIONS = GOLD_DIR / "conversation.jsonl"
+SETS = ([GOLD, TEST_SPLIT, CONVERSATIONS], ["tuning", "test", "conversation"])
 
 
 def test_gold_set_size_and_mix() -> None:
@@ -31,14 +33,14 @@ def test_test_split_shares_no_question_with_the_tuning_set() -> None:
     assert not [item.id for item in load_gold(TEST_SPLIT) if _plain(item.question) in tuning]
 
 
-@pytest.mark.parametrize("gold", [GOLD, TEST_SPLIT], ids=["tuning", "test"])
+@pytest.mark.parametrize("gold", SETS[0], ids=SETS[1])
 def test_every_evidence_string_occurs_in_the_article_verbatim(gold: Path) -> None:
     for item in load_gold(gold):
         for evidence in item.evidence:
             assert evidence in ARTICLE, (item.id, evidence)
 
 
-@pytest.mark.parametrize("gold", [GOLD, TEST_SPLIT], ids=["tuning", "test"])
+@pytest.mark.parametrize("gold", SETS[0], ids=SETS[1])
 def test_answerable_items_have_answers_their_evidence_contains(gold: Path) -> None:
     for item in load_gold(gold):
         if item.answerable:
@@ -57,3 +59,10 @@ def test_sample_is_fixed_by_its_seed() -> None:
 
 def _plain(question: str) -> str:
     return " ".join(question.casefold().split())
+
+
+def test_every_conversation_case_is_a_follow_up() -> None:
+    items = load_gold(CONVERSATIONS)
+    assert len(items) >= 10
+    for item in items:
+        assert [role for role, _ in item.history] == ["user", "assistant"], item.id

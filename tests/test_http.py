@@ -43,8 +43,8 @@ def test_ask_answers_with_a_correct_citation(server: Server) -> None:
         assert ARTICLE[c["start"] : c["end"]] == c["quote"]
         assert set(c) == {"id", "chunk_id", "source", "start", "end", "quote", "score", "page"}
         assert c["page"] is None  # the article is a text file: no pages
-    assert set(answer) == {"question", "answer", "refused", "citations", "passages", "model",
-                           "prompt", "timings"}
+    assert set(answer) == {"question", "standalone_question", "answer", "refused", "citations",
+                           "passages", "model", "prompt", "timings"}
 
 
 def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:

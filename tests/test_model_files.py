@@ -22,7 +22,7 @@ def spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> model_files.ModelSp
     fake = model_files.ModelSpec(
         name="tiny", filename="tiny.gguf", size=len(whole),
         sha256=hashlib.sha256(whole).hexdigest(), package_prefix="tiny_part",
-        pip_prefix="tiny-part", version="1.0", parts=len(PARTS), min_confidence=0.0,
+        pip_prefix="tiny-part", version="1.0", parts=len(PARTS),
     )
     monkeypatch.setattr(
         model_files.ModelSpec, "part_path", lambda self, n: folder / f"part{n:02d}.bin"

@@ -2,6 +2,7 @@
 
 import pytest
 
+from rag.conversation import Turn
 from rag.errors import InputError
 from rag.index_store import load_index
 from rag.pipeline import Pipeline
@@ -45,7 +46,8 @@ def test_refuses_questions_the_documents_do_not_answer(pipeline: Pipeline, quest
 def test_answer_json_has_the_contract_keys(pipeline: Pipeline) -> None:
     data = pipeline.ask("Where did Motegi speak to reporters?").to_dict()
     assert set(data) == {
-        "question", "answer", "refused", "citations", "passages", "model", "prompt", "timings",
+        "question", "standalone_question", "answer", "refused", "citations", "passages", "model",
+        "prompt", "timings",
     }
     assert set(data["timings"]) == {"retrieve_s", "generate_s", "total_s"}
     for passage in data["passages"]:
@@ -101,3 +103,15 @@ def test_saved_prompt_states_leave_the_index_whole(pipeline: Pipeline) -> None:
     pipeline.warm_up()  # saves the fixed prefix's state beside the index
     assert list((pipeline.index.path / "kv").glob("*.kv"))
     load_index(pipeline.settings.index_dir, pipeline.retriever.embedder.name)
+
+
+def test_a_follow_up_is_rewritten_from_the_conversation(pipeline: Pipeline) -> None:
+    history = [Turn("user", "Who is Japan's foreign minister?"),
+               Turn("assistant", "Toshimitsu Motegi")]
+    answer = pipeline.ask("Where did he speak to reporters?", history=history)
+    assert answer.question == "Where did he speak to reporters?"
+    assert answer.standalone_question is not None and "Motegi" in answer.standalone_question
+    assert "Nagoya" in answer.answer
+    assert answer.to_dict()["standalone_question"] == answer.standalone_question
+    plain = pipeline.ask("Where did Motegi speak to reporters?", history=history)
+    assert plain.standalone_question is None  # nothing to rewrite: passed through

@@ -7,8 +7,12 @@ const $ = (id) => document.getElementById(id);
 const KEY_STORE = "rag.apiKey";
 const RECENT_STORE = "rag.recent";
 const RECENT_MAX = 10;
+const HISTORY_MAX = 6; // earlier turns sent with a question (the service bounds them too)
 
 let current = null; // {controller, draft} of the question being answered, or null
+// This page's conversation, oldest first: a follow-up ("Where did he say that?") is sent with
+// it, and the service rewrites it to stand alone.
+let conversation = [];
 
 // ---- small helpers ---------------------------------------------------------------------------
 
@@ -132,7 +136,7 @@ async function ask(question) {
     const response = await fetch("/v1/ask/stream", {
       method: "POST",
       headers: headers(true),
-      body: JSON.stringify({ question }),
+      body: JSON.stringify({ question, history: conversation.slice(-HISTORY_MAX) }),
       signal: controller.signal,
     });
     if (!response.ok) return await showHttpError(response);
@@ -249,6 +253,7 @@ function onDelta(run, text) {
 function onAnswer(run, answer) {
   window.lastAnswer = answer; // the page's own data, for debugging and the browser test
   showSearching(answer.standalone_question);
+  rememberTurn(answer);
   renderPassages(answer.passages);
   const seconds = answer.timings?.total_s;
   $("meta").textContent = `${answer.model}${seconds !== undefined ? ` · ${seconds.toFixed(1)} s` : ""}`;
@@ -382,6 +387,23 @@ function renderPassages(passages) {
   $("passages-panel").hidden = passages.length === 0;
 }
 
+// ---- the conversation ------------------------------------------------------------------------
+
+function rememberTurn(answer) {
+  const asked = answer.standalone_question || answer.question;
+  conversation.push({ role: "user", content: asked }, { role: "assistant", content: answer.answer });
+  // The permalink asks the question as it stands alone.
+  $("permalink").href = `${location.origin}/?q=${encodeURIComponent(asked)}`;
+  renderConversation();
+}
+
+function renderConversation() {
+  const earlier = conversation.length / 2;
+  $("conversation").hidden = earlier === 0;
+  $("conversation-count").textContent =
+    `${earlier} earlier question${earlier === 1 ? "" : "s"}`;
+}
+
 // ---- recent questions and the permalink ------------------------------------------------------
 
 function remember(question) {
@@ -447,6 +469,11 @@ function start() {
   });
   $("stop").addEventListener("click", cancel);
   $("permalink").addEventListener("click", copyPermalink);
+  $("new-conversation").addEventListener("click", () => {
+    conversation = [];
+    renderConversation();
+    $("question").focus();
+  });
   $("recent-clear").addEventListener("click", () => {
     save(RECENT_STORE, null);
     renderRecent();
