@@ -25,7 +25,7 @@ SQUAD_SAMPLE ?= $(if $(FULL),,--sample 100)
 SQUAD_DOCS   := Normans Computational_complexity_theory
 SQUAD_LLM    := $(or $(LLM),default)
 
-.PHONY: install llama-rebuild models index run chat serve test lint unit gate eval eval-squad bench bench-quick clean browser
+.PHONY: install llama-rebuild models index run chat serve test lint unit gate eval eval-squad calibrate bench bench-quick clean browser
 
 # Ends with `rag doctor`: each model runs once in a child process on this build and CPU.
 install: $(STAMP) models
@@ -126,6 +126,15 @@ eval-squad: install
 			--markdown $(REPORTS)/squad-$$doc-$(SQUAD_LLM).md || status=$$?; \
 	done; \
 	exit $$status
+
+# Refit the calibrated refusal model (rag/refusal_model.json, RAG_REFUSAL_MODEL=calibrated) on the
+# tuning reports only: the article tuning split (make eval) and SQuAD Normans (make eval-squad).
+calibrate: install
+	$(BIN)/python -m eval.calibrate fit $(REPORTS)/article-tune-default.json \
+		$(REPORTS)/squad-Normans-default.json
+	$(BIN)/python -m eval.calibrate replay --model rag/refusal_model.json \
+		$(REPORTS)/article-test-default.json \
+		$(REPORTS)/squad-Computational_complexity_theory-default.json
 
 # Benchmarks print a table and write bench/results/latest.json (full: under 30 min; quick: minutes).
 bench: install

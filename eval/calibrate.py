@@ -1,13 +1,14 @@
 """Fit the calibrated refusal model (``rag.calibration``) on tuning reports only.
 
 Each drafted answer of the reports is one example: its features (the model's P(found), the
-verifier's P(yes), the best citation support and passage similarity, the rule signals' flags)
+verifier's P(yes), the best citation support and passage similarity, the question's coverage by
+the supporting sentences, the rule signals' flags)
 and whether the draft was right (an answerable question, a gold answer in the draft). A
 logistic regression with a little L2 is fitted by Newton's method; the threshold is the one that
 makes the most questions of the tuning reports come out right (answered right or refused when
 unanswerable). Drafts that a hard signal refuses anyway (no answer, no support) are left out.
 
-    python -m eval.calibrate fit reports/article-tune-default.json reports/squad-Normans.json
+    make calibrate    # fit on reports/article-tune-default.json, squad-Normans-default.json
     python -m eval.calibrate replay --model rag/refusal_model.json reports/article-test-default.json
 """
 
@@ -22,7 +23,15 @@ import numpy as np
 
 from eval import metrics
 from eval.metrics import contains_answer
-from rag.calibration import FEATURES, FLAG_SIGNALS, MODEL_FILE, RefusalModel, features, load
+from rag.calibration import (
+    FEATURES,
+    FLAG_SIGNALS,
+    MODEL_FILE,
+    RefusalModel,
+    features,
+    load,
+    question_coverage,
+)
 
 L2 = 1.0
 HARD = ("model verdict", "no support")
@@ -38,9 +47,7 @@ def examples(report: dict[str, Any]) -> tuple[list[list[float]], list[bool], lis
             continue
         if "verification" not in trace:
             raise ValueError(f"{q['id']}: no verifier score: fit on a default-model report")
-        flags = {name: bool(signals.get(name)) for name in FLAG_SIGNALS.values()}
-        row = features(trace["found_probability"], trace["verification"], trace["best_support"],
-                       trace["best_similarity"], flags)
+        row = _features(q["question"], trace)
         xs.append([row[name] for name in FEATURES])
         right.append(bool(q["answerable"] and contains_answer(trace["draft"], q["gold_answers"])))
         answerable.append(bool(q["answerable"]))
@@ -78,7 +85,7 @@ def replay(report: dict[str, Any], model: RefusalModel | None) -> dict[str, floa
     outcomes = []
     for q in report["per_question"]:
         trace = q.get("trace") or {}
-        refused = _refused(trace, model)
+        refused = _refused(q["question"], trace, model)
         outcomes.append(metrics.QuestionOutcome(
             answerable=q["answerable"], golds=tuple(q["gold_answers"]),
             answer="" if refused else trace["draft"], refused=refused,
@@ -89,16 +96,22 @@ def replay(report: dict[str, Any], model: RefusalModel | None) -> dict[str, floa
     return metrics.compute(outcomes)
 
 
-def _refused(trace: dict[str, Any], model: RefusalModel | None) -> bool:
+def _refused(question: str, trace: dict[str, Any], model: RefusalModel | None) -> bool:
     signals = trace.get("signals") or {}
     if not trace.get("draft") or any(signals.get(h) for h in HARD):
         return True  # refused before drafting, no answer, or no support
     if model is None:
         return any(why for name, why in signals.items() if name != "calibrated")
+    return model.p_right(_features(question, trace)) < model.threshold
+
+
+def _features(question: str, trace: dict[str, Any]) -> dict[str, float]:
+    """A draft's features as the pipeline computes them, from what its trace recorded."""
+    signals = trace.get("signals") or {}
     flags = {name: bool(signals.get(name)) for name in FLAG_SIGNALS.values()}
-    row = features(trace["found_probability"], trace.get("verification", 0.0),
-                   trace["best_support"], trace["best_similarity"], flags)
-    return model.p_right(row) < model.threshold
+    return features(trace["found_probability"], trace.get("verification", 0.0),
+                    trace["best_support"], trace["best_similarity"],
+                    question_coverage(question, trace["evidence"]), flags)
 
 
 def _located(spans: list[list[Any]]) -> tuple[metrics.Located, ...]:

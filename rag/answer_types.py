@@ -63,7 +63,7 @@ ANSWER_TYPES = (
 
 
 _AUXILIARY = r"did|does|do|is|was|were|are|has|have|had|will|would|can|could|should|may|might|must"
-# "Which Japanese companies did ...": the words between which/what and the verb.
+# "Which European banks did ...": the words between which/what and the verb.
 _FOCUS = re.compile(
     rf"\b(?:which|what)\s+((?:[\w'’.-]+\s+){{0,3}}?[\w'’.-]+?)\s+(?:(?:{_AUXILIARY})\b|[a-z]+ed\b)",
     re.IGNORECASE,
@@ -73,7 +73,7 @@ _DESCRIPTIVE = re.compile(r"(kind|type|sort|form)s? of\b", re.IGNORECASE)
 
 
 def question_focus(question: str) -> str | None:
-    """The thing a which/what question asks to be named ("Japanese companies"), if any."""
+    """The thing a which/what question asks to be named ("European banks"), if any."""
     match = _FOCUS.search(question)
     if match is None or _DESCRIPTIVE.match(match.group(1)):
         return None

@@ -3,7 +3,8 @@
 The rule signals (answer type, echo, invented name, the odds-product confidence) each carry a
 threshold or pattern chosen by hand; this model weighs the same evidence at once: the model's
 P(found) and the verifier's P(yes) (as log-odds), the best citation support, the best passage
-similarity and the rule signals' flags. It is fitted on tuning data only (``python -m
+similarity, how much of the question the supporting sentences mention, and the rule signals'
+flags. It is fitted on tuning data only (``python -m
 eval.calibrate``, which writes ``rag/refusal_model.json``) and refuses a draft whose estimated
 probability of being right is below the threshold chosen there.
 """
@@ -15,9 +16,11 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rag.lexical import terms
+
 MODEL_FILE = Path(__file__).resolve().parent / "refusal_model.json"
 FEATURES = ("found_logit", "verification_logit", "best_support", "best_similarity",
-            "answer_type", "echo", "invented_name")
+            "question_coverage", "answer_type", "echo", "invented_name")
 # The rule signals whose flags are features here (they do not refuse on their own then).
 FLAG_SIGNALS = {"answer_type": "answer type", "echo": "echo", "invented_name": "invented name"}
 
@@ -51,12 +54,22 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def question_coverage(question: str, evidence: str) -> float:
+    """The share of the question's content terms that the answer's supporting sentences contain.
+
+    An unanswerable question that resembles the text often asks about something the sentence
+    the answer comes from does not mention (another name, year or role)."""
+    asked = set(terms(question))
+    return len(asked & set(terms(evidence))) / len(asked) if asked else 1.0
+
+
 def features(found: float, verification: float, best_support: float, best_similarity: float,
-             flags: dict[str, bool]) -> dict[str, float]:
+             coverage: float, flags: dict[str, bool]) -> dict[str, float]:
     return {
         "found_logit": logit(found),
         "verification_logit": logit(verification),
         "best_support": best_support,
         "best_similarity": best_similarity,
+        "question_coverage": coverage,
         **{name: float(flags[signal]) for name, signal in FLAG_SIGNALS.items()},
     }

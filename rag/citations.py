@@ -31,7 +31,7 @@ _TOKEN = re.compile(r"[^\W_]+(?:[.\-'’][^\W_]+)*")
 LEXICAL_WEIGHT = 0.7
 SEMANTIC_WEIGHT = 0.3
 # An answer this close in meaning to what the question asks to be named only restates it
-# ("Which Japanese companies?" -> "Japanese firms"); named answers measured 0.71 at most.
+# ("Which European banks?" -> "European lenders"); named answers measured 0.71 at most.
 RESTATEMENT_SIMILARITY = 0.8
 
 

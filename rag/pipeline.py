@@ -64,7 +64,7 @@ def refusal_policy(settings: Settings) -> Policy:
         if model is None or model.generator != name:
             raise SettingsError(
                 f"RAG_REFUSAL_MODEL=calibrated needs {calibration.MODEL_FILE} fitted for {name}"
-                " (python -m eval.calibrate …); use RAG_REFUSAL_MODEL=rules"
+                " (make calibrate); use RAG_REFUSAL_MODEL=rules"
             )
     return Policy(min_relevance=settings.min_relevance, min_confidence=confidence,
                   calibration=model)

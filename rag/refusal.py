@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rag.answer_types import type_mismatch
-from rag.calibration import RefusalModel, features
+from rag.calibration import RefusalModel, features, question_coverage
 from rag.citations import SupportReport
 from rag.generation import Draft
 from rag.types import Passage
@@ -127,8 +127,9 @@ def _calibrated(case: Case, policy: Policy) -> str | None:
     draft, support = _drafted(case)
     flags = {s.name: bool(s.fires(case, policy)) for s in SIGNALS if s.rule}
     best = max((p.similarity for p in case.passages), default=0.0)
+    coverage = question_coverage(case.question, support.evidence_text)
     p = model.p_right(features(draft.found_probability, case.verification,
-                               support.best_support, best, flags))
+                               support.best_support, best, coverage, flags))
     if p < model.threshold:
         return f"estimated P(right) {p:.2f} < {model.threshold:.2f}"
     return None

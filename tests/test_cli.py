@@ -68,6 +68,18 @@ def test_chat_answers_until_quit(env: dict[str, str], tmp_path: Path) -> None:
     assert "Nagoya" in result.stdout
 
 
+@pytest.mark.llm
+def test_chat_rewrites_a_follow_up_from_the_conversation(env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    typed = "Who is Japan's foreign minister?\nWhere did he speak to reporters?\n/quit\n"
+    result = subprocess.run([*RAG, "chat"], input=typed, capture_output=True, text=True,
+                            env={**env, "HOME": str(tmp_path)}, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    searching = [line for line in result.stdout.splitlines() if "(searching for:" in line]
+    assert len(searching) == 1 and "Motegi" in searching[0], result.stdout
+    assert "Nagoya" in result.stdout.split(searching[0], 1)[1]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

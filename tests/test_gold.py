@@ -1,5 +1,6 @@
 """The article's gold sets (tuning and sealed test split): well-formed, evidence verbatim."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,20 @@ def test_every_conversation_case_is_a_follow_up() -> None:
     assert len(items) >= 10
     for item in items:
         assert [role for role, _ in item.history] == ["user", "assistant"], item.id
+
+
+def _six_word_runs(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(words[i:i + 6]) for i in range(len(words) - 5)}
+
+
+def test_no_prompt_or_rule_quotes_a_gold_question() -> None:
+    """Prompt examples and rule patterns are written apart from the gold sets: none may share
+    a run of six words with a tuning or test question."""
+    project = GOLD_DIR.parent.parent
+    sources = [*sorted((project / "prompts").glob("*.txt")),
+               *sorted((project / "rag").glob("*.py"))]
+    runs = {path.name: _six_word_runs(path.read_text(encoding="utf-8")) for path in sources}
+    for item in [*load_gold(GOLD), *load_gold(TEST_SPLIT)]:
+        quoted = {name for name, found in runs.items() if _six_word_runs(item.question) & found}
+        assert not quoted, f"{item.id} is quoted in {sorted(quoted)}"

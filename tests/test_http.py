@@ -83,6 +83,21 @@ def test_openai_client_non_streaming(server: Server) -> None:
     assert any("Motegi" in c["quote"] for c in extra["citations"])
 
 
+def test_openai_client_follow_up_is_answered_from_the_conversation(server: Server) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    first = client.chat.completions.create(
+        model="local", messages=[{"role": "user", "content": "Who is Japan's foreign minister?"}])
+    said = first.choices[0].message.content or ""
+    assert "Motegi" in said
+    follow_up = client.chat.completions.create(
+        model="local",
+        messages=[{"role": "user", "content": "Who is Japan's foreign minister?"},
+                  {"role": "assistant", "content": said},
+                  {"role": "user", "content": "Where did he speak to reporters?"}])
+    assert "Nagoya" in (follow_up.choices[0].message.content or "")
+    assert "Motegi" in (follow_up.model_extra or {})["standalone_question"]
+
+
 def test_openai_client_streaming(server: Server) -> None:
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
     stream = client.chat.completions.create(
