@@ -47,7 +47,7 @@ def examples(report: dict[str, Any]) -> tuple[list[list[float]], list[bool], lis
             continue
         if "verification" not in trace:
             raise ValueError(f"{q['id']}: no verifier score: fit on a default-model report")
-        row = _features(q["question"], trace)
+        row = _features(_asked(q), trace)
         xs.append([row[name] for name in FEATURES])
         right.append(bool(q["answerable"] and contains_answer(trace["draft"], q["gold_answers"])))
         answerable.append(bool(q["answerable"]))
@@ -85,7 +85,7 @@ def replay(report: dict[str, Any], model: RefusalModel | None) -> dict[str, floa
     outcomes = []
     for q in report["per_question"]:
         trace = q.get("trace") or {}
-        refused = _refused(q["question"], trace, model)
+        refused = _refused(_asked(q), trace, model)
         outcomes.append(metrics.QuestionOutcome(
             answerable=q["answerable"], golds=tuple(q["gold_answers"]),
             answer="" if refused else trace["draft"], refused=refused,
@@ -103,6 +103,11 @@ def _refused(question: str, trace: dict[str, Any], model: RefusalModel | None) -
     if model is None:
         return any(why for name, why in signals.items() if name != "calibrated")
     return model.p_right(_features(question, trace)) < model.threshold
+
+
+def _asked(row: dict[str, Any]) -> str:
+    """The question as retrieved and answered (a follow-up rewritten to stand alone)."""
+    return str(row.get("standalone_question") or row["question"])
 
 
 def _features(question: str, trace: dict[str, Any]) -> dict[str, float]:

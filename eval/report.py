@@ -77,6 +77,8 @@ def _question(row: dict[str, Any]) -> str:
     expected = ", ".join(row["gold_answers"]) or "(not answerable: should refuse)"
     lines = [
         f"### {row['id']}: {row['question']}",
+        *([f"- searching for: {row['standalone_question']}"] if row.get("standalone_question")
+          else []),
         f"- expected: {expected}",
         f"- answer: {row['answer']}" + (f" (refused: {row['refusal_reason']})" * row["refused"]),
     ]

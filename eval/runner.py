@@ -174,6 +174,7 @@ def _row(item: GoldItem, answer: Answer, outcome: metrics.QuestionOutcome) -> di
     return {
         "id": item.id,
         "question": item.question,
+        "standalone_question": answer.standalone_question,
         "answerable": answerable,
         "gold_answers": list(item.answers),
         "answer": answer.answer,

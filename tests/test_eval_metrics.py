@@ -195,8 +195,14 @@ def test_gate_fails_a_bound_on_a_metric_the_run_did_not_measure() -> None:
         evaluate({"answer_exact": 1.0}, {"min": {"answer_exact": 0.5}})
 
 
-def test_test_split_gate_section_exists_without_invented_bounds(tmp_path: Path) -> None:
-    assert load_bounds("default-test") == {"min": {}, "max": {}}
+def test_test_split_gate_has_floors_below_its_measured_run(tmp_path: Path) -> None:
+    bounds = load_bounds("default-test")
+    assert set(bounds["min"]) == {"accuracy", "answer_str_em", "refusal_accuracy",
+                                  "citation_precision"}
+    assert bounds["max"] == {"false_refusal_rate": 0.14}
+    measured = {"accuracy": 80 / 115, "answer_str_em": 54 / 73, "refusal_accuracy": 26 / 42,
+                "citation_precision": 55 / 84}
+    assert all(bounds["min"][name] < value for name, value in measured.items())
     custom = tmp_path / "t.toml"
     custom.write_text("[x.min]\nanswer_em = 0.5\n")
     assert load_bounds("x", custom) == {"min": {"answer_em": 0.5}, "max": {}}
