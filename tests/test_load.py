@@ -54,6 +54,8 @@ def test_two_hundred_requests_from_32_clients(server: Server) -> None:
     assert statuses.count(200) >= 16  # the queue's worth at least was answered
     time.sleep(1)
     after = server.rss_mb()
+    print(f"load: {statuses.count(200)} answered, {statuses.count(503)} turned away (503); "
+          f"RSS {warm:.0f} MB warm, {after:.0f} MB after")  # shown with pytest -s
     assert after <= warm * 1.05, f"RSS {warm:.0f} MB warm, {after:.0f} MB after the load"
     answer = httpx.post(f"{server.url}/v1/ask", json={"question": QUESTIONS[0]}, timeout=120)
     assert answer.status_code == 200 and "Motegi" in answer.json()["answer"]
