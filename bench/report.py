@@ -92,7 +92,8 @@ def _service(results: dict[str, Any], add: Add) -> None:
     for level in svc["throughput"]:
         add(f"| service, {level['clients']} clients ({level['requests']} requests) | "
             f"{level['requests_per_s']:.2f} req/s, p50 {level['p50_s']:.1f} s, p95 "
-            f"{level['p95_s']:.1f} s | errors {level['errors']}, 503 {level['rejected_503']} | | "
+            f"{level['p95_s']:.1f} s | errors {level['errors']}, 503 {level['rejected_503']}, "
+            f"504 {level.get('timed_out_504', '?')} | | "
             "0 errors |")
     stream = svc["stream"]
     add(f"| SSE /v1/ask/stream ({stream['questions']} q): first byte p50 | "
