@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from eval import metrics
-from eval.metrics import contains_answer
+from eval.signals import draft_is_right
 from rag.calibration import (
     FEATURES,
     FLAG_SIGNALS,
@@ -49,7 +49,7 @@ def examples(report: dict[str, Any]) -> tuple[list[list[float]], list[bool], lis
             raise ValueError(f"{q['id']}: no verifier score: fit on a default-model report")
         row = _features(_asked(q), trace)
         xs.append([row[name] for name in FEATURES])
-        right.append(bool(q["answerable"] and contains_answer(trace["draft"], q["gold_answers"])))
+        right.append(draft_is_right(q))
         answerable.append(bool(q["answerable"]))
     return xs, right, answerable
 

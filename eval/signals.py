@@ -42,12 +42,17 @@ def rows(report: dict[str, Any]) -> list[Row]:
             {"retrieval"})
         found.append(Row(
             answerable=bool(q["answerable"]),
-            draft_right=bool(q["answerable"] and draft and contains_answer(draft,
-                                                                           q["gold_answers"])),
+            draft_right=draft_is_right(q),
             has_answer=bool(draft),
             fired=fired,
         ))
     return found
+
+
+def draft_is_right(q: dict[str, Any]) -> bool:
+    """The report row's draft answers its question correctly (before any refusal)."""
+    draft = str((q.get("trace") or {}).get("draft", ""))
+    return bool(q["answerable"] and draft and contains_answer(draft, q["gold_answers"]))
 
 
 def accuracy(found: list[Row], without: str | None = None) -> float:
