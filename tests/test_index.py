@@ -86,10 +86,7 @@ def test_index_built_with_another_embedding_model_is_refused(
 ) -> None:
     settings = make_settings(tmp_path / "index")
     build_index(settings, [_docs(tmp_path)], embedder)
-    manifest_path = settings.index_dir / index_store.MANIFEST
-    data = json.loads(manifest_path.read_text())
-    data["embed_model"] = "some-other-model"
-    manifest_path.write_text(json.dumps(data))
+    _edit_manifest(settings.index_dir, embed_model="some-other-model")
     with pytest.raises(IndexMismatchError, match="some-other-model"):
         index_store.load_index(settings.index_dir, embedder.name)
 
@@ -244,10 +241,7 @@ def test_an_index_made_by_another_chunker_is_rebuilt_not_extended(
     settings = make_settings(tmp_path / "index")
     folder = tiny_corpus(tmp_path / "docs", 3)
     build_index(settings, [folder], embedder)
-    manifest_path = settings.index_dir / index_store.MANIFEST
-    data = json.loads(manifest_path.read_text())
-    data["chunker"] = "sentences-old"
-    manifest_path.write_text(json.dumps(data))
+    _edit_manifest(settings.index_dir, chunker="sentences-old")
     with pytest.raises(IndexMismatchError, match=r"chunker 'sentences-old'.*rag index build"):
         add_documents(settings, [folder], embedder)
     result = build_index(settings, [folder], embedder)
@@ -293,9 +287,7 @@ def test_an_index_of_the_old_format_is_refused_with_a_rebuild_hint(
 ) -> None:
     settings = make_settings(tmp_path / "index")
     build_index(settings, [_docs(tmp_path)], embedder)
-    manifest_path = settings.index_dir / index_store.MANIFEST
-    data = json.loads(manifest_path.read_text())
-    manifest_path.write_text(json.dumps({**data, "format_version": 1, "engine": None}))
+    _edit_manifest(settings.index_dir, format_version=1, engine=None)
     with pytest.raises(IndexMismatchError, match="format 1, this code reads format 2"):
         index_store.load_index(settings.index_dir, embedder.name)
     assert build_index(settings, [_docs(tmp_path)], embedder).status == "built"
@@ -319,3 +311,11 @@ def test_a_damaged_index_is_refused_on_loading_and_rebuilt(
         index_store.load_index(settings.index_dir, embedder.name)
     assert build_index(settings, [BUNDLED_CORPUS], embedder).status != "unchanged"
     index_store.load_index(settings.index_dir, embedder.name)  # whole again
+
+
+def _edit_manifest(index_dir: Path, **fields: object) -> None:
+    """Change fields of a built index's manifest, as another version of the builder would have
+    written them."""
+    manifest_path = index_dir / index_store.MANIFEST
+    data = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**data, **fields}))
