@@ -22,7 +22,6 @@ from rag.types import Passage
 
 REFUSAL_ANSWER = "The documents do not say. I could not find an answer to this question in them."
 Stage = Literal["retrieved", "drafted", "verified"]
-STAGES: tuple[Stage, ...] = ("retrieved", "drafted", "verified")
 
 # The confidence an answer needs, by generator, chosen on the tuning set (README, Evaluation);
 # 0 turns verification off for a model too small to judge its own answers.
@@ -148,13 +147,13 @@ SIGNALS: tuple[Signal, ...] = (
 
 
 def decide(case: Case, policy: Policy, stage: Stage) -> Verdict:
-    """The first signal up to ``stage`` that fires, or an answer. With a calibrated model the
-    rule signals do not refuse on their own: the model weighs them."""
-    last = STAGES.index(stage)
+    """The first signal of ``stage`` that fires, or an answer. The pipeline asks after each
+    stage in turn, so the signals of earlier stages have passed already. With a calibrated
+    model the rule signals do not refuse on their own: the model weighs them."""
     for signal in SIGNALS:
         if signal.rule and policy.calibration is not None:
             continue
-        if STAGES.index(signal.stage) <= last and (reason := signal.fires(case, policy)):
+        if signal.stage == stage and (reason := signal.fires(case, policy)):
             return Verdict(True, f"{signal.name}: {reason}")
     return Verdict(False, "")
 
