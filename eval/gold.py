@@ -4,7 +4,10 @@
 ``"doc"`` (the name of the document the question is about, kept for ``rag eval --doc``) and
 ``"history"`` (earlier turns ``[{"role": "user"|"assistant", "content": str}]``: the question is
 a follow-up to them); other keys are allowed and ignored. ``evidence`` holds exact substrings
-of the documents.
+of the documents. An answer is a string, or a list of the parts a whole answer must name.
+
+Sets kept apart must not ask the same thing twice: ``near_duplicates`` finds question pairs of
+two sets that are paraphrases by words or by meaning.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eval.metrics import Gold
 from rag.errors import InputError
+from rag.lexical import terms
+from rag.model_loading import Embedder
 
 REQUIRED = {"id": str, "question": str, "answers": list, "evidence": list, "answerable": bool}
 
@@ -24,7 +30,7 @@ REQUIRED = {"id": str, "question": str, "answers": list, "evidence": list, "answ
 class GoldItem:
     id: str
     question: str
-    answers: tuple[str, ...]
+    answers: tuple[Gold, ...]
     evidence: tuple[str, ...]
     answerable: bool
     doc: str | None = None
@@ -74,12 +80,20 @@ def _item(path: Path, number: int, line: str) -> GoldItem:
     return GoldItem(
         id=record["id"],
         question=record["question"],
-        answers=tuple(map(str, record["answers"])),
+        answers=tuple(_answer(where, answer) for answer in record["answers"]),
         evidence=tuple(map(str, record["evidence"])),
         answerable=record["answerable"],
         doc=doc,
         history=_history(where, record.get("history", [])),
     )
+
+
+def _answer(where: str, answer: Any) -> Gold:
+    if isinstance(answer, str):
+        return answer
+    if isinstance(answer, list) and answer and all(isinstance(part, str) for part in answer):
+        return tuple(answer)
+    raise InputError(f"{where}: each answer must be a string or a list of strings (its parts)")
 
 
 def _history(where: str, turns: Any) -> tuple[tuple[str, str], ...]:
@@ -91,3 +105,38 @@ def _history(where: str, turns: Any) -> tuple[tuple[str, str], ...]:
         raise InputError(f"{where}: 'history' must be a list of {{role: user|assistant, "
                          "content: str}}")
     return tuple((t["role"], t["content"]) for t in turns)
+
+
+# Paraphrase thresholds, set so that every pair of a tuning and a test question found asking the
+# same thing (t13/a50 at cosine 0.81 is the lowest of them) counts as one.
+NEAR_COSINE = 0.80  # all-MiniLM-L6-v2 cosine of the two questions
+NEAR_JACCARD = 0.6  # shared content terms (stemmed, stop words out) over all of them
+
+
+@dataclass(frozen=True)
+class NearDuplicate:
+    question: GoldItem
+    other: GoldItem
+    cosine: float
+    jaccard: float
+
+
+def near_duplicates(items: list[GoldItem], others: list[GoldItem],
+                    embedder: Embedder) -> list[NearDuplicate]:
+    """Each question of ``items`` that paraphrases one of ``others``: its closest match by
+    meaning or by words is within a threshold."""
+    vectors = embedder.encode([item.question for item in items])
+    other_vectors = embedder.encode([other.question for other in others])
+    cosines = vectors @ other_vectors.T
+    found = []
+    for i, item in enumerate(items):
+        for j, other in enumerate(others):
+            jaccard = _jaccard(item.question, other.question)
+            if cosines[i, j] >= NEAR_COSINE or jaccard >= NEAR_JACCARD:
+                found.append(NearDuplicate(item, other, float(cosines[i, j]), jaccard))
+    return found
+
+
+def _jaccard(a: str, b: str) -> float:
+    x, y = set(terms(a)), set(terms(b))
+    return len(x & y) / len(x | y) if x | y else 0.0

@@ -73,19 +73,36 @@ def _has_run(words: Sequence[str], run: Sequence[str]) -> bool:
     )
 
 
-def contains_answer(prediction: str, golds: Sequence[str]) -> bool:
-    """A normalized gold answer occurs in the normalized prediction as a run of whole words."""
+# A gold answer: one string, or the parts a whole answer must name, each somewhere in it
+# ("ballistic" and "nuclear" for a question about two weapons programs).
+Gold = str | tuple[str, ...]
+
+
+def contains_answer(prediction: str, golds: Sequence[Gold]) -> bool:
+    """A normalized gold answer occurs in the normalized prediction as a run of whole words (of
+    a gold with parts: every part does)."""
     squad, broken = normalize_answer(prediction).split(), _words(prediction)
-    return any(
-        _has_run(squad, normalize_answer(gold).split()) or _has_run(broken, _words(gold))
-        for gold in golds
-    )
+
+    def found(part: str) -> bool:
+        return _has_run(squad, normalize_answer(part).split()) or _has_run(broken, _words(part))
+
+    return any(all(map(found, _parts(gold))) for gold in golds)
 
 
-def exact_match(prediction: str, golds: Sequence[str]) -> bool:
-    """SQuAD's exact match: the normalized prediction equals a normalized gold answer."""
+def exact_match(prediction: str, golds: Sequence[Gold]) -> bool:
+    """SQuAD's exact match: the normalized prediction equals a normalized gold answer (a gold
+    with parts as its parts joined by "and")."""
     predicted = normalize_answer(prediction)
-    return any(predicted == gold for gold in map(normalize_answer, golds) if gold)
+    return any(predicted == gold for gold in map(normalize_answer, map(gold_text, golds)) if gold)
+
+
+def gold_text(gold: Gold) -> str:
+    """A gold answer as one string: its parts joined by "and"."""
+    return " and ".join(_parts(gold))
+
+
+def _parts(gold: Gold) -> tuple[str, ...]:
+    return (gold,) if isinstance(gold, str) else gold
 
 
 def token_f1(prediction: str, gold: str) -> float:
@@ -100,8 +117,8 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def best_f1(prediction: str, golds: Sequence[str]) -> float:
-    return max((token_f1(prediction, gold) for gold in golds), default=0.0)
+def best_f1(prediction: str, golds: Sequence[Gold]) -> float:
+    return max((token_f1(prediction, gold_text(gold)) for gold in golds), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -136,7 +153,7 @@ class QuestionOutcome:
     """One gold question and what the pipeline did with it, ready for scoring."""
 
     answerable: bool
-    golds: tuple[str, ...]
+    golds: tuple[Gold, ...]
     answer: str
     refused: bool
     citations: tuple[Located, ...]
