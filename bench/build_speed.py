@@ -45,7 +45,7 @@ def _peak_mb() -> float:
 
 def _build(docs: Path, index_dir: Path, engine: str = "local") -> dict[str, Any]:
     from index_build.build import build_index
-    from rag.model_loading import Embedder
+    from rag.retrieval.embedder import Embedder
 
     settings = Settings.from_env(index_dir=index_dir)  # RAG_N_THREADS sets the Ray workers
     embedder = Embedder(settings.threads) if engine == "local" else None
@@ -70,7 +70,7 @@ def _add(document: Path, index_dir: Path) -> dict[str, Any]:
 def _encode_only(docs: Path) -> dict[str, Any]:
     from index_build.chunking import chunk_documents
     from index_build.reading import read_documents
-    from rag.model_loading import Embedder
+    from rag.retrieval.embedder import Embedder
 
     settings = Settings()
     chunks = chunk_documents(read_documents([docs]), settings.chunk_tokens, settings.chunk_overlap)

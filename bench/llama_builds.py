@@ -2,9 +2,9 @@
 
 The reference is llama.cpp's default build (``GGML_NATIVE=ON``, ``-march=native``), which the
 project no longer installs because it crashes on AMX machines. Each build runs the same child
-self-test (``rag.selftest``: one batched prefill, then greedy decode steps) on the same model,
+self-test (``rag.llm.selftest``: one batched prefill, then greedy decode steps) on the same model,
 alternating builds round by round so drift hits all of them alike; medians are reported. Other
-builds come from the project's wheel cache (``rag.llama_build``; built there once if missing,
+builds come from the project's wheel cache (``rag.llm.llama_build``; built there once if missing,
 about 5 minutes each) and are unpacked into a scratch folder put first on the child's path.
 """
 
@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from rag import llama_build, selftest
+from rag.llm import llama_build, selftest
 
 PREFILL, DECODE, ROUNDS = 512, 32, 3
 

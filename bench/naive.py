@@ -15,7 +15,8 @@ from typing import Any
 
 import faiss
 
-from rag.model_loading import Embedder, resolve_model_path
+from rag.llm.loading import choose_model
+from rag.retrieval.embedder import Embedder
 from rag.settings import Settings
 
 SYSTEM = (
@@ -32,6 +33,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["answer", "sources"],
 }
 TOP_K = 4
+SEED = 0  # the naive reference samples greedily; the seed only fixes llama.cpp's state
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,9 @@ class NaivePipeline:
 
         self.paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
         self.embedder = embedder
-        path, _ = resolve_model_path(settings)
-        self.llm = Llama(model_path=str(path), n_ctx=settings.n_ctx, n_batch=settings.n_batch,
-                         n_threads=settings.threads, n_threads_batch=settings.batch_threads,
-                         seed=settings.seed, verbose=False)
+        self.llm = Llama(model_path=str(choose_model(settings).path), n_ctx=settings.n_ctx,
+                         n_batch=settings.n_batch, n_threads=settings.threads,
+                         n_threads_batch=settings.batch_threads, seed=SEED, verbose=False)
         vectors = embedder.encode(self.paragraphs)
         self.index = faiss.IndexFlatIP(vectors.shape[1])
         self.index.add(vectors)

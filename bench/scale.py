@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from eval.metrics import percentile
 from index_build.writing import dense_index, ivf_lists
-from rag.retrieval import IVF_PROBES
+from rag.retrieval.search import IVF_PROBES
 
 Vectors = npt.NDArray[np.float32]
 K = 10

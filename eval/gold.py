@@ -20,8 +20,8 @@ from typing import Any
 
 from eval.metrics import Gold
 from rag.errors import InputError
-from rag.lexical import terms
-from rag.model_loading import Embedder
+from rag.retrieval.embedder import Embedder
+from rag.retrieval.lexical import terms
 
 REQUIRED = {"id": str, "question": str, "answers": list, "evidence": list, "answerable": bool}
 

@@ -1,4 +1,4 @@
-"""``rag eval``: run a gold set through ``Pipeline.ask`` and score it.
+"""``python -m eval``: run a gold set through ``Pipeline.ask`` and score it.
 
 Without ``--docs`` it evaluates the current index; with ``--docs`` it first builds a temporary
 index of those documents, so the same harness evaluates any corpus. ``--doc NAME`` keeps only the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,17 +27,25 @@ from eval import gate, metrics, report
 from eval.gold import GoldItem, load_gold, select
 from index_build.build import build_index, ensure_default_index
 from index_build.reading import files_under
-from rag.conversation import Turn
+from rag.cli import run_command, settings_parser
+from rag.decision.policy import Policy
 from rag.errors import InputError
-from rag.model_loading import Embedder
+from rag.factory import load_pipeline
 from rag.pipeline import Pipeline
+from rag.retrieval.embedder import Embedder
 from rag.settings import Settings
-from rag.types import Answer
+from rag.types import Answer, Question, Turn
 
 EXIT_GATE_FAILED = 1
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def main(argv: list[str] | None = None) -> int:
+    return run_command(cmd_eval, eval_parser().parse_args(argv))
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval", parents=[settings_parser()],
+                                     description="Score a gold question set.")
     parser.add_argument("--gold", type=Path, required=True, help="gold questions (JSONL)")
     parser.add_argument("--docs", type=Path, nargs="+", help="evaluate these documents instead")
     parser.add_argument("--doc", dest="doc_names", action="append", metavar="NAME",
@@ -44,18 +53,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "only the files whose name without extension is NAME are indexed")
     parser.add_argument("--json", dest="json_out", type=Path, help="write the JSON report here")
     parser.add_argument("--markdown", type=Path, help="write the markdown report here")
+    parser.add_argument("--summary", type=Path,
+                        help="write a short summary here (metrics with counts and intervals, "
+                             "model, prompts, policy, commit, date, the gate's bounds); "
+                             "eval/results/ holds the committed ones")
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--sample", type=int, help="a fixed random sample of N questions")
     parser.add_argument("--seed", type=int, default=13, help="seed of --sample (default 13)")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when a metric misses its bound in eval/thresholds.toml")
     parser.add_argument("--gate", help="thresholds section (default: the --llm choice)")
+    return parser
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    # Every refusal signal's verdict on every draft goes into the report (the answers do not
-    # change): what each signal contributes is measured from them (python -m eval.signals).
-    settings = settings.replace(explain_refusals=True)
     names: list[str] | None = args.doc_names
     items = select(of_docs(load_gold(args.gold), names), args.limit, args.sample, args.seed)
     docs = docs_named(args.docs, names) if args.docs and names else args.docs
@@ -66,7 +77,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
     started = time.perf_counter()
     with open_pipeline(settings, docs) as pipeline:
-        rows, outcomes = run_questions(pipeline, items)
+        rows, outcomes = run_questions(pipeline, settings, items)
     values = metrics.compute(outcomes)
     counts = metrics.counts(outcomes)
     checks = gate.evaluate(values, bounds) if bounds else []
@@ -76,7 +87,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         "n": len(items),
         "model": pipeline.model_name,
         "prompt": pipeline.prompt_version,
-        "settings": pipeline.settings.public(),
+        "policy": {"scorer": pipeline.policy.scorer.name,
+                   "min_relevance": pipeline.policy.min_relevance,
+                   "min_confidence": pipeline.policy.min_confidence},
+        "settings": settings.public(),
         "gold": str(args.gold),
         "docs": [str(d) for d in docs] if docs else None,
         "doc_filter": names,
@@ -90,11 +104,47 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         _write(args.json_out, json.dumps(result, indent=2, ensure_ascii=False))
     if args.markdown:
         _write(args.markdown, report.markdown(result, checks))
+    if args.summary:
+        _write(args.summary, json.dumps(summary(result, section if bounds else None, bounds),
+                                        indent=2, ensure_ascii=False))
     failed = [c for c in checks if not c.passed]
     if failed:
         print(f"quality gate FAILED: {'; '.join(c.describe() for c in failed)}", file=sys.stderr)
         return EXIT_GATE_FAILED
     return 0
+
+
+def summary(result: dict[str, Any], section: str | None,
+            bounds: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+    """What a committed result records: enough to trace a quoted number to its run."""
+    rates = {}
+    for name in metrics.METRIC_NAMES:
+        value = result[name]
+        entry: dict[str, Any] = {"value": None if value is None else round(value, 4)}
+        if name in result["counts"]:
+            k, n = result["counts"][name]
+            interval = metrics.wilson(k, n)
+            entry |= {"count": [k, n],
+                      "interval": [round(x, 3) for x in interval] if interval else None}
+        rates[name] = entry
+    return {
+        "gold": result["gold"], "doc_filter": result["doc_filter"], "n": result["n"],
+        "model": result["model"], "prompt": result["prompt"], "policy": result["policy"],
+        "commit": commit(), "date": result["created_at"][:10],
+        "gate": section, "bounds": bounds, "passed": all(c["passed"] for c in result["gate"]),
+        "metrics": rates,
+    }
+
+
+def commit() -> str:
+    """The checked-out commit, marked when the tree has changes beside it."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False,
+                              cwd=Path(__file__).resolve().parent)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def of_docs(items: list[GoldItem], names: list[str] | None) -> list[GoldItem]:
@@ -122,30 +172,34 @@ def docs_named(paths: list[Path], names: list[str]) -> list[Path]:
     return files
 
 
+# Every draft is measured in full and every gate's verdict recorded (the answers do not change),
+# so other policies can be replayed on the report (python -m eval.decisions, eval.fit).
 @contextmanager
 def open_pipeline(settings: Settings, docs: list[Path] | None) -> Iterator[Pipeline]:
     embedder = Embedder(settings.threads)
     if not docs:
         ensure_default_index(settings, announce=lambda msg: print(msg, file=sys.stderr))
-        yield Pipeline.load(settings, embedder)
+        yield load_pipeline(settings, embedder, explain=True)
         return
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as folder:
         scoped = settings.replace(index_dir=Path(folder) / "index")
         build_index(scoped, docs, embedder)
-        yield Pipeline.load(scoped, embedder)
+        yield load_pipeline(scoped, embedder, explain=True)
 
 
 def run_questions(
-    pipeline: Pipeline, items: list[GoldItem]
+    pipeline: Pipeline, settings: Settings, items: list[GoldItem]
 ) -> tuple[list[dict[str, Any]], list[metrics.QuestionOutcome]]:
     texts = {doc_id: doc.text for doc_id, doc in pipeline.index.documents.items()}
     rows, outcomes = [], []
     for item in tqdm(items, desc="eval", unit="q", file=sys.stderr, disable=None):
         started = time.perf_counter()
-        answer = pipeline.ask(item.question, history=[Turn(*t) for t in item.history])
+        question = Question.checked(item.question, settings,
+                                    history=[Turn(*t) for t in item.history])
+        answer = pipeline.ask(question)
         outcome = _outcome(item, answer, texts, time.perf_counter() - started)
         outcomes.append(outcome)
-        rows.append(_row(item, answer, outcome))
+        rows.append(_row(item, answer, outcome, pipeline.policy))
     return rows, outcomes
 
 
@@ -166,7 +220,8 @@ def _outcome(
     )
 
 
-def _row(item: GoldItem, answer: Answer, outcome: metrics.QuestionOutcome) -> dict[str, Any]:
+def _row(item: GoldItem, answer: Answer, outcome: metrics.QuestionOutcome,
+         policy: Policy) -> dict[str, Any]:
     rank = outcome.evidence_rank
     hits = outcome.citation_hits()
     answerable = item.answerable
@@ -180,7 +235,10 @@ def _row(item: GoldItem, answer: Answer, outcome: metrics.QuestionOutcome) -> di
         "answer": answer.answer,
         "refused": answer.refused,
         "refusal_reason": answer.refusal_reason,
-        "trace": answer.trace,
+        "confidence": answer.confidence,
+        "trace": answer.trace.to_dict() if answer.trace else None,
+        # Every gate's verdict on the draft, each alone (python -m eval.decisions).
+        "gates": policy.explain(answer.trace) if answer.trace and answer.trace.drafted else None,
         "citations": [asdict(c) for c in answer.citations],
         "passages": [p.chunk.chunk_id for p in answer.passages],
         # Spans, so another refusal rule can be replayed on this report (eval.calibrate).

@@ -30,14 +30,14 @@ from index_build.chunking import CHUNKER_VERSION, TOKEN_ENCODING
 from index_build.processing import IndexedDocument, Processed, process_locally
 from index_build.reading import READER_VERSION, SourceFile, file_sha256, find_files
 from index_build.writing import build_lock, dense_index_kind, write_index
-from rag import index_store
 from rag.errors import (
     IndexMismatchError,
     IndexNotFoundError,
     InputError,
     UnreadableDocumentsError,
 )
-from rag.model_loading import EMBED_MODEL_NAME, Embedder
+from rag.retrieval import store
+from rag.retrieval.embedder import EMBED_MODEL_NAME, Embedder
 from rag.settings import BUNDLED_CORPUS, Settings
 
 EngineName = Literal["local", "ray"]
@@ -46,7 +46,7 @@ EngineName = Literal["local", "ray"]
 @dataclass(frozen=True)
 class BuildResult:
     status: Literal["built", "unchanged"]
-    manifest: index_store.Manifest
+    manifest: store.Manifest
     index_dir: Path
 
 
@@ -68,12 +68,12 @@ class _Engine:
 class _Corpus:
     """The documents the build should hold."""
 
-    kept: list[index_store.DocumentInfo]  # taken from the current index as they are
+    kept: list[store.DocumentInfo]  # taken from the current index as they are
     files: list[tuple[SourceFile, str]]  # files with their checksums
     failures: list[str]  # files that could not even be read to be checksummed
 
     @classmethod
-    def of(cls, kept: list[index_store.DocumentInfo], sources: list[SourceFile]) -> _Corpus:
+    def of(cls, kept: list[store.DocumentInfo], sources: list[SourceFile]) -> _Corpus:
         files, failures = [], []
         for source in sources:
             try:
@@ -121,7 +121,7 @@ def add_documents(
     sources = find_files(paths)
     with build_lock(settings.index_dir):
         try:
-            current: index_store.Manifest | None = _extendable(settings.index_dir, "add")
+            current: store.Manifest | None = _extendable(settings.index_dir, "add")
         except IndexNotFoundError:
             current = None
         if current is not None:
@@ -165,9 +165,9 @@ def ensure_default_index(settings: Settings, announce: Callable[[str], None]) ->
 
 def _build(
     settings: Settings,
-    kept: list[index_store.DocumentInfo],
+    kept: list[store.DocumentInfo],
     sources: list[SourceFile],
-    current: index_store.Manifest | None,
+    current: store.Manifest | None,
     engine: _Engine,
 ) -> BuildResult:
     """Build an index of ``kept`` (documents of the current index) and ``sources`` (files)."""
@@ -188,7 +188,7 @@ def _build(
     reused_files = {s.doc_id: s for s, _ in corpus.files if s.doc_id not in fresh_ids}
     reused: list[IndexedDocument] = []
     if corpus.kept or reused_files:
-        reused = _reused(index_store.read_corpus(settings.index_dir), corpus.kept, reused_files)
+        reused = _reused(store.read_corpus(settings.index_dir), corpus.kept, reused_files)
     processed = _process(fresh, settings, engine) if fresh else Processed([], [])
     failures = corpus.failures + processed.failures
     if failures:
@@ -209,15 +209,15 @@ def _manifest(
     engine: EngineName,
     indexed: list[IndexedDocument],
     embedded: list[IndexedDocument],
-    current: index_store.Manifest | None,
+    current: store.Manifest | None,
     started: float,
-) -> index_store.Manifest:
+) -> store.Manifest:
     embedded_ids = {d.document.doc_id for d in embedded}
     chunk_count = sum(len(d.chunks) for d in indexed)
     embedded_chunks = sum(len(d.chunks) for d in embedded)
     previous = {d.doc_id for d in current.documents} if current else set()
-    return index_store.Manifest(
-        format_version=index_store.FORMAT_VERSION,
+    return store.Manifest(
+        format_version=store.FORMAT_VERSION,
         fingerprint=_fingerprint([(d.document.doc_id, d.document.sha256) for d in indexed],
                                  settings),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -236,7 +236,7 @@ def _manifest(
         reused_chunks=chunk_count - embedded_chunks,
         removed=sorted(previous - {d.document.doc_id for d in indexed}),
         documents=[
-            index_store.DocumentInfo(
+            store.DocumentInfo(
                 doc_id=d.document.doc_id,
                 path=d.document.path,
                 sha256=d.document.sha256,
@@ -264,8 +264,8 @@ def _process(sources: list[SourceFile], settings: Settings, engine: _Engine) -> 
 
 
 def _reused(
-    stored: index_store.StoredCorpus,
-    kept: list[index_store.DocumentInfo],
+    stored: store.StoredCorpus,
+    kept: list[store.DocumentInfo],
     files: dict[str, SourceFile],
 ) -> list[IndexedDocument]:
     """The stored documents, chunks and vectors of ``kept`` and of unchanged ``files`` (which
@@ -285,9 +285,9 @@ def _reused(
     return reused
 
 
-def _extendable(index_dir: Path, action: str) -> index_store.Manifest:
+def _extendable(index_dir: Path, action: str) -> store.Manifest:
     """The current index's manifest, if documents can be added to or removed from it as it is."""
-    manifest = index_store.read_manifest(index_dir)
+    manifest = store.read_manifest(index_dir)
     ours, theirs = _code_versions(), _code_versions_of(manifest)
     if ours != theirs:
         differences = ", ".join(
@@ -300,13 +300,13 @@ def _extendable(index_dir: Path, action: str) -> index_store.Manifest:
     return manifest
 
 
-def _chunking_of(manifest: index_store.Manifest, settings: Settings) -> Settings:
+def _chunking_of(manifest: store.Manifest, settings: Settings) -> Settings:
     """Adding to or removing from an index keeps its chunk settings (a rebuild changes them)."""
     return settings.replace(chunk_tokens=manifest.chunk_tokens,
                             chunk_overlap=manifest.chunk_overlap)
 
 
-def _reusable(manifest: index_store.Manifest, settings: Settings) -> bool:
+def _reusable(manifest: store.Manifest, settings: Settings) -> bool:
     """Stored chunks and vectors are reused only if made the way this build would make them."""
     return _code_versions_of(manifest) == _code_versions() and (
         manifest.chunk_tokens, manifest.chunk_overlap
@@ -322,7 +322,7 @@ def _code_versions() -> dict[str, str]:
     }
 
 
-def _code_versions_of(manifest: index_store.Manifest) -> dict[str, str]:
+def _code_versions_of(manifest: store.Manifest) -> dict[str, str]:
     return {
         "reader": manifest.reader,
         "embed_model": manifest.embed_model,
@@ -334,7 +334,7 @@ def _code_versions_of(manifest: index_store.Manifest) -> dict[str, str]:
 def _fingerprint(checksums: Iterable[tuple[str, str]], settings: Settings) -> str:
     """Everything that determines the index content, hashed."""
     recipe = {
-        "format": index_store.FORMAT_VERSION,
+        "format": store.FORMAT_VERSION,
         **_code_versions(),
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,
@@ -344,12 +344,12 @@ def _fingerprint(checksums: Iterable[tuple[str, str]], settings: Settings) -> st
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
-def _current_manifest(index_dir: Path) -> index_store.Manifest | None:
+def _current_manifest(index_dir: Path) -> store.Manifest | None:
     """The current index's manifest, or None when there is none to build on (none at all, of
     another format, or damaged: then everything is built afresh)."""
     try:
-        manifest = index_store.read_manifest(index_dir)
-        index_store.verify_files(index_dir.resolve(), manifest)
+        manifest = store.read_manifest(index_dir)
+        store.verify_files(index_dir.resolve(), manifest)
         return manifest
     except (IndexNotFoundError, IndexMismatchError):
         return None

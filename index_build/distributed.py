@@ -30,8 +30,13 @@ from index_build.embedding import embed_chunks, split_vectors
 from index_build.processing import IndexedDocument, Processed, read_and_chunk
 from index_build.reading import SourceFile
 from rag.errors import InputError
-from rag.index_store import chunk_from_record, chunk_record, document_from_record, document_record
-from rag.model_loading import Embedder
+from rag.retrieval.embedder import Embedder
+from rag.retrieval.store import (
+    chunk_from_record,
+    chunk_record,
+    document_from_record,
+    document_record,
+)
 from rag.settings import Settings
 from rag.types import Chunk
 

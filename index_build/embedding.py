@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from rag.model_loading import Embedder, Vectors
+from rag.retrieval.embedder import Embedder, Vectors
 from rag.types import Chunk
 
 # Below this many chunks a progress bar is noise.

@@ -13,7 +13,7 @@ from index_build.chunking import chunk_document
 from index_build.embedding import embed_chunks, split_vectors
 from index_build.reading import SourceFile, read_document
 from rag.errors import InputError
-from rag.model_loading import Embedder, Vectors
+from rag.retrieval.embedder import Embedder, Vectors
 from rag.types import Chunk, Document
 
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from rag import index_store
 from rag.errors import InputError
-from rag.model_loading import Vectors
+from rag.retrieval import store
+from rag.retrieval.embedder import Vectors
 from rag.types import Chunk, Document
 
 TRAINING_POINTS_PER_LIST = 50
@@ -52,7 +52,7 @@ def build_lock(index_dir: Path) -> Iterator[None]:
 
 def write_index(
     index_dir: Path,
-    manifest: index_store.Manifest,
+    manifest: store.Manifest,
     documents: list[Document],
     chunks: list[Chunk],
     vectors: Vectors,
@@ -76,7 +76,7 @@ def write_index(
 
 def _write_files(
     folder: Path,
-    manifest: index_store.Manifest,
+    manifest: store.Manifest,
     documents: list[Document],
     chunks: list[Chunk],
     vectors: Vectors,
@@ -84,18 +84,18 @@ def _write_files(
     import bm25s
     import faiss
 
-    from rag.lexical import terms
+    from rag.retrieval.lexical import terms
 
-    _write_jsonl(folder / index_store.DOCUMENTS, map(index_store.document_record, documents))
-    _write_jsonl(folder / index_store.CHUNKS, map(index_store.chunk_record, chunks))
-    faiss.write_index(dense_index(vectors, manifest.dense_index), str(folder / index_store.DENSE))
+    _write_jsonl(folder / store.DOCUMENTS, map(store.document_record, documents))
+    _write_jsonl(folder / store.CHUNKS, map(store.chunk_record, chunks))
+    faiss.write_index(dense_index(vectors, manifest.dense_index), str(folder / store.DENSE))
     lexical = bm25s.BM25()
     lexical.index([terms(chunk.text) for chunk in chunks], show_progress=False)
-    lexical.save(str(folder / index_store.LEXICAL), show_progress=False)
+    lexical.save(str(folder / store.LEXICAL), show_progress=False)
     # The manifest goes last, with every other file's checksum: a folder without one is never
     # mistaken for a finished build, and a file damaged later is refused on loading.
-    manifest = dataclasses.replace(manifest, files=index_store.file_checksums(folder))
-    (folder / index_store.MANIFEST).write_text(
+    manifest = dataclasses.replace(manifest, files=store.file_checksums(folder))
+    (folder / store.MANIFEST).write_text(
         json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
     )
 

@@ -2,6 +2,8 @@
 
 All expected failures surface as ``RagError`` and are turned into a one-line message and exit
 code 2 in ``main``; anything else is an internal error (exit 1, traceback only with RAG_DEBUG=1).
+Heavy modules (the index builder, the pipeline, the server) are imported by the commands that
+use them, so ``rag --help`` and ``rag index info`` start at once.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from rag.conversation import Turn
 from rag.errors import InputError, ModelNotFoundError, RagError, UnreadableDocumentsError
 from rag.settings import Settings
-from rag.types import Answer
+from rag.types import Answer, Question, Turn
 
 if TYPE_CHECKING:
     from index_build.build import BuildResult
@@ -32,12 +33,15 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    return run_command(args.command, args)
+
+
+def run_command(command: Command, args: argparse.Namespace) -> int:
+    """``command`` with the settings the environment and ``args`` give; every failure becomes
+    one line and an exit code here (the eval harness's command line shares it)."""
     try:
-        settings = Settings.from_env(**_setting_flags(args))
-        command: Command = args.command
-        return command(args, settings)
+        return command(args, settings_from(args))
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -52,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def build_parser() -> argparse.ArgumentParser:
+def settings_parser() -> argparse.ArgumentParser:
+    """The flags that set settings, as a parent parser for every command that answers."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("settings (each also readable from RAG_<NAME>)")
     group.add_argument("--index-dir", type=Path, help="index folder (default var/index)")
@@ -61,10 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--top-k", type=int, help="passages given to the model (default 4)")
     group.add_argument("--prompt", help="retrieval-layout prompt in prompts/ (default answer_v3)")
     group.add_argument("--prompt-mode", choices=["auto", "corpus", "retrieval"],
-                       help="whole corpus as a cached prefix, or retrieved passages only "
-                            "(default auto: corpus when it fits RAG_CORPUS_MAX_TOKENS)")
+                       help="retrieved passages only (default retrieval), the whole corpus as "
+                            "a cached prefix (corpus), or corpus when it fits "
+                            "RAG_CORPUS_MAX_TOKENS (auto)")
+    group.add_argument("--min-confidence", type=float,
+                       help="refuse answers whose estimated P(right) is below this "
+                            "(default: the value chosen for the model)")
     group.add_argument("--threads", dest="n_threads", type=int, help="CPU threads (0 = all)")
+    return common
 
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Defaults, then RAG_* variables, then the flags given."""
+    names = ["index_dir", "llm", "model_path", "top_k", "prompt", "prompt_mode", "n_threads",
+             "min_confidence", "chunk_tokens", "chunk_overlap", "host", "port"]
+    return Settings.from_env(**{name: getattr(args, name, None) for name in names})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = settings_parser()
     parser = argparse.ArgumentParser(
         prog="rag", description="Grounded question answering over local documents, offline."
     )
@@ -114,9 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.set_defaults(command=cmd_serve)
 
-    evaluate = commands.add_parser("eval", parents=[common], help="score a gold question set")
-    _add_eval_arguments(evaluate)
-    evaluate.set_defaults(command=cmd_eval)
 
     doctor = commands.add_parser("doctor", parents=[common],
                                  help="check that llama.cpp and the models run on this machine")
@@ -134,12 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("which", nargs="?", choices=["default", "small", "all"], default="all")
     verify.set_defaults(command=cmd_models_verify)
     return parser
-
-
-def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
-    names = ["index_dir", "llm", "model_path", "top_k", "prompt", "prompt_mode", "n_threads",
-             "chunk_tokens", "chunk_overlap", "host", "port"]
-    return {name: getattr(args, name, None) for name in names}
 
 
 def cmd_index_build(args: argparse.Namespace, settings: Settings) -> int:
@@ -185,15 +196,16 @@ def _report_build(build: Callable[[], BuildResult]) -> int:
 
 
 def cmd_index_info(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.index_store import read_manifest
+    from rag.retrieval.store import read_manifest
 
     print(json.dumps(read_manifest(settings.index_dir).to_dict(), indent=2, ensure_ascii=False))
     return EXIT_OK
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    question = Question.checked(args.question, settings)
     pipeline = _load_pipeline(settings)
-    answer = pipeline.ask(args.question)
+    answer = pipeline.ask(question)
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -221,7 +233,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         if not question:
             continue
         try:
-            answer = pipeline.ask(question, history=history)
+            answer = pipeline.ask(Question.checked(question, settings, history=history))
         except InputError as exc:
             print(f"rag: {exc}")
             continue
@@ -235,8 +247,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvicorn
 
-    from rag.auth import load_keys
-    from rag.http_app import create_app
+    from rag.serve.app import create_app
+    from rag.serve.auth import load_keys
 
     _limit_malloc_arenas()
     handler = logging.StreamHandler(sys.stderr)
@@ -272,20 +284,8 @@ def _limit_malloc_arenas() -> None:
         ctypes.CDLL(libc_name).mallopt(m_arena_max, 2)
 
 
-def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    from eval.runner import add_arguments
-
-    add_arguments(parser)
-
-
-def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from eval.runner import cmd_eval as run
-
-    return run(args, settings)
-
-
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from rag import doctor
+    from rag.llm import doctor
 
     report = doctor.examine(settings)
     print(json.dumps(report.to_dict(), indent=2) if args.json else doctor.render(report))
@@ -296,7 +296,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_install(args: argparse.Namespace, settings: Settings) -> int:
-    from rag import model_files
+    from rag.llm import model_files
 
     for name in _model_names(args.which):
         spec = model_files.KNOWN_MODELS[name]
@@ -306,7 +306,7 @@ def cmd_models_install(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from rag import model_files
+    from rag.llm import model_files
 
     for name in _model_names(args.which):
         spec = model_files.KNOWN_MODELS[name]
@@ -326,16 +326,18 @@ def _model_names(which: str) -> list[str]:
 
 def _load_pipeline(settings: Settings) -> Pipeline:
     from index_build.build import ensure_default_index
-    from rag.pipeline import Pipeline
+    from rag.factory import load_pipeline
 
     ensure_default_index(settings, announce=lambda msg: print(msg, file=sys.stderr))
-    return Pipeline.load(settings)
+    return load_pipeline(settings)
 
 
 def format_answer(answer: Answer) -> str:
     marks = "".join(f" [{c.id}]" for c in answer.citations)
     lines = [f"(searching for: {answer.standalone_question})"] if answer.standalone_question else []
     lines.append(answer.answer + marks)
+    if answer.confidence is not None:
+        lines.append(f"(confidence that this is right: {answer.confidence:.2f})")
     for c in answer.citations:
         page = f", page {c.page}" if c.page is not None else ""
         lines.append(f"\n[{c.id}] {c.source}{page}, characters {c.start}-{c.end}:")

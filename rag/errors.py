@@ -1,7 +1,8 @@
-"""The exceptions the project raises on purpose.
+"""Every exception the project raises on purpose, in one place.
 
 Each carries a message written for the person at the keyboard: what went wrong and what to do.
-They are turned into exit codes (CLI) and HTTP statuses (service) in one place each.
+They are turned into exit codes in one place (``rag.cli.main``) and HTTP statuses in one place
+(``rag.serve.errors.ERROR_STATUS``).
 """
 
 
@@ -9,8 +10,15 @@ class RagError(Exception):
     """Base class: an expected failure with a message meant for the user."""
 
 
+# ---- the caller asked for something that cannot be done -------------------------------------
+
+
 class InputError(RagError):
     """The caller asked for something invalid: an empty question, an unreadable file, a bad flag."""
+
+
+class ContextFullError(InputError):
+    """The prompt does not fit the model's context window."""
 
 
 class SettingsError(InputError):
@@ -31,6 +39,13 @@ class UnreadableDocumentsError(InputError):
         )
 
 
+class UnauthorizedError(RagError):
+    """The request carries no valid API key."""
+
+
+# ---- what the service needs is missing or broken --------------------------------------------
+
+
 class IndexNotFoundError(RagError):
     """No index exists at the configured location."""
 
@@ -47,9 +62,27 @@ class ModelIntegrityError(RagError):
     """A model file does not match its published checksum."""
 
 
+class LlamaBuildError(RagError):
+    """The llama.cpp build cannot be made or is not the one this project chose."""
+
 
 class LlamaRuntimeError(RagError):
     """llama.cpp cannot run a model on this machine (its self-test crashed or failed)."""
+
+
+class NotReadyError(RagError):
+    """The index and models are still loading (or failed to load)."""
+
+
+class ReloadFailedError(RagError):
+    """The new index did not load; the old one is still served."""
+
+
+class ServiceBusyError(RagError):
+    """Too many requests are already waiting for the model."""
+
+
+# ---- a request stopped before its answer -----------------------------------------------------
 
 
 class CancelledError(RagError):

@@ -24,7 +24,6 @@ PROMPTS_DIR = PROJECT_ROOT / "prompts"
 
 LlmChoice = Literal["default", "small"]
 PromptMode = Literal["auto", "corpus", "retrieval"]
-RefusalMode = Literal["rules", "calibrated"]
 
 
 def _default_model_dir() -> Path:
@@ -47,22 +46,17 @@ class Settings:
     n_threads_batch: int = 0  # batched prompt reads; 0 means one per core
     n_batch: int = 512
     flash_attn: bool = False
-    seed: int = 0
     max_answer_tokens: int = 96
-    # Answers must copy a stretch of the passages (an invention cannot be written at all).
-    # Off: it gained one answer on the tuning split but lost five (seven questions) on the test
-    # split (README, Evaluation).
-    extractive_answers: bool = False
     # A request still waiting or generating after this long stops (HTTP 504), freeing the model.
     request_timeout_s: float = 60.0
     # How the passages reach the model: "retrieval" shows the retrieved ones; "corpus" every
     # chunk as a fixed, cached prefix (2.3x faster on the article, 3 fewer right answers of 64:
-    # README, Evaluation); "auto" takes corpus when the corpus fits corpus_max_tokens.
+    # docs/evaluation.md); "auto" takes corpus when the corpus fits corpus_max_tokens.
     prompt_mode: PromptMode = "retrieval"
     corpus_max_tokens: int = 2500
     prompt: str = "answer_v3"
     verify_prompt: str = "verify_v1"
-    rewrite_prompt: str = "rewrite_v1"
+    followup_prompt: str = "resolve_v1"
     # Earlier turns of a conversation shown when rewriting a follow-up question.
     max_history_turns: int = 6
 
@@ -83,16 +77,9 @@ class Settings:
     # Refusal and citation checking.
     min_relevance: float = 0.05
     min_support: float = 0.5
-    # Below this confidence (the model's P(found) and the verifier's P(supported), combined as
-    # odds) the answer is refused; 0 skips verification. Unset, the value chosen for the
-    # generator is used (rag.refusal.MIN_CONFIDENCE).
+    # The operating point: an answer whose estimated P(right) is below this is refused. Unset,
+    # the value chosen for the generator on tuning data (rag.decision.scorers.SCORERS).
     min_confidence: float | None = None
-    # "rules": each refusal signal decides alone; "calibrated": a logistic regression fitted on
-    # tuning data (rag/refusal_model.json) weighs the rule signals' evidence instead.
-    refusal_model: RefusalMode = "rules"
-    # Run every refusal signal (and the verifier) on every draft and record each verdict in the
-    # trace, for the eval reports; the decision itself does not change.
-    explain_refusals: bool = False
 
     # Service.
     host: str = "127.0.0.1"
@@ -128,6 +115,8 @@ class Settings:
             (self.max_question_chars >= 1, "max_question_chars must be at least 1"),
             (self.max_queue >= 1, "max_queue must be at least 1"),
             (self.max_history_turns >= 0, "max_history_turns must be 0 or more"),
+            (self.min_confidence is None or 0 <= self.min_confidence <= 1,
+             "min_confidence must be between 0 and 1"),
             (self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024"),
             (self.rrf_k >= 1, "rrf_k must be at least 1"),
             (self.dense_weight >= 0 and self.lexical_weight >= 0, "fusion weights must be >= 0"),

@@ -1,12 +1,62 @@
-"""The records that flow through the pipeline: Chunk -> Passage -> Citation -> Answer."""
+"""The records that flow through the pipeline: Question -> Chunk -> Passage -> Trace -> Answer.
+
+A ``Question`` is validated once, where it enters (the CLI, the HTTP routes, the eval harness);
+everything after that trusts it.
+"""
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import InputError
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 Span = tuple[int, int]
+MAX_TOP_K = 20
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question as asked: its text, the conversation before it, and per-request choices."""
+
+    text: str
+    top_k: int
+    history: tuple[Turn, ...] = ()
+    # The least confidence an answer needs (the operating point); None: the setting's.
+    min_confidence: float | None = None
+
+    @classmethod
+    def checked(cls, text: str, settings: Settings, top_k: int | None = None,
+                history: tuple[Turn, ...] | list[Turn] = (),
+                min_confidence: float | None = None) -> Question:
+        """A question from outside, or InputError saying what is wrong with it."""
+        text = text.strip()
+        if not text:
+            raise InputError("the question is empty")
+        if len(text) > settings.max_question_chars:
+            raise InputError(
+                f"the question is {len(text)} characters long; the limit is "
+                f"{settings.max_question_chars} (setting RAG_MAX_QUESTION_CHARS)")
+        if top_k is not None and not 1 <= top_k <= MAX_TOP_K:
+            raise InputError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+        if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+            raise InputError(f"min_confidence must be between 0 and 1, got {min_confidence}")
+        for turn in history:
+            if turn.role not in {"user", "assistant"}:
+                raise InputError(f"a history turn's role must be user or assistant, not "
+                                 f"{turn.role!r}")
+        return cls(text, settings.top_k if top_k is None else top_k, tuple(history),
+                   min_confidence)
 
 
 @dataclass(frozen=True)
@@ -86,6 +136,54 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class Trace:
+    """What was measured of one question on its way to an answer or a refusal: all that the
+    decision reads (``rag.decision``), so an eval report's traces replay the service's verdicts.
+    Fields after ``best_similarity`` exist once the model drafted an answer."""
+
+    question: str  # as retrieved and answered: a follow-up rewritten to stand alone
+    best_similarity: float  # cosine similarity of the question and its closest passage
+    passages_dropped: list[str] = field(default_factory=list)  # chunk ids that did not fit
+    rewrite_s: float = 0.0
+    # The model's draft.
+    draft: str | None = None
+    found_probability: float | None = None  # P(found = true) where the model decided it
+    answer_logprob: float | None = None  # mean log-probability of the answer's tokens
+    cited: list[str] = field(default_factory=list)  # chunk ids the model cited
+    # Its citation check (rag.answer.citations).
+    evidence: str = ""  # the supporting sentences' text
+    best_support: float = 0.0
+    support_citations: list[tuple[str, int, int]] = field(default_factory=list)
+    echoes_question: bool = False
+    # Measured when the decision asks (rag.answer.verification).
+    verification: float | None = None  # the verifier's P(yes)
+    # Per question token: log P(token | evidence) - log P(token | no text).
+    question_pmi: list[float] | None = None
+    # Cost.
+    prompt_tokens: int = 0
+    answer_tokens: int = 0
+    completion_tokens: int = 0
+    decode_calls: int = 0
+    decode_steps: int = 0
+
+    @property
+    def drafted(self) -> bool:
+        return self.draft is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trace:
+        """A recorded trace; a field an older version measured and this one does not is
+        dropped."""
+        known = {f.name for f in fields(cls)}
+        spans = [(str(s), int(a), int(b)) for s, a, b in data.get("support_citations", [])]
+        kept = {k: v for k, v in data.items() if k in known}
+        return cls(**{**kept, "support_citations": spans})
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     answer: str
@@ -95,11 +193,13 @@ class Answer:
     model: str
     prompt: str
     timings: Timings = field(default_factory=Timings)
+    # The estimated probability that the answer is right (rag.decision); None when refused.
+    confidence: float | None = None
     # Diagnostics kept out of the JSON contract, for logs and eval reports: which signal refused
-    # (see rag.refusal), and the draft the model wrote before checking.
+    # and why, and everything measured on the way (rag.decision replays from it).
     refusal_reason: str = ""
-    trace: dict[str, Any] = field(default_factory=dict)
-    # The follow-up question rewritten to stand alone, when it was (rag.conversation).
+    trace: Trace | None = None
+    # The follow-up question rewritten to stand alone, when it was (rag.answer.followup).
     standalone_question: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +208,7 @@ class Answer:
             "standalone_question": self.standalone_question,
             "answer": self.answer,
             "refused": self.refused,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
             "citations": [asdict(c) for c in self.citations],
             "passages": [p.to_dict() for p in self.passages],
             "model": self.model,

@@ -13,12 +13,26 @@ from pathlib import Path
 import pytest
 
 from index_build.build import build_index
-from rag.index_store import StoredIndex, load_index
-from rag.model_loading import Embedder
-from rag.pipeline import Pipeline
+from rag.answer.drafting import DeltaCallback
+from rag.factory import load_pipeline
+from rag.guard import Guard
+from rag.pipeline import PassagesCallback, Pipeline
+from rag.retrieval.embedder import Embedder
+from rag.retrieval.store import StoredIndex, load_index
 from rag.settings import BUNDLED_CORPUS, Settings
+from rag.types import Answer, Question, Turn
 
 ARTICLE = BUNDLED_CORPUS.read_text(encoding="utf-8")
+DEFAULTS = Settings()
+
+
+def ask(pipeline: Pipeline, text: str, *, top_k: int | None = None,
+        history: list[Turn] | None = None, min_confidence: float | None = None,
+        on_passages: PassagesCallback | None = None, on_delta: DeltaCallback | None = None,
+        guard: Guard | None = None) -> Answer:
+    """``pipeline.ask`` on a question checked as the CLI and the service check it."""
+    question = Question.checked(text, DEFAULTS, top_k, history or [], min_confidence)
+    return pipeline.ask(question, on_passages=on_passages, on_delta=on_delta, guard=guard)
 
 
 def free_port() -> int:
@@ -56,4 +70,4 @@ def article_index(settings: Settings, embedder: Embedder) -> StoredIndex:
 def pipeline(
     settings: Settings, embedder: Embedder, article_index: StoredIndex
 ) -> Iterator[Pipeline]:
-    yield Pipeline.load(settings, embedder)
+    yield load_pipeline(settings, embedder)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from pypdf import PdfReader, PdfWriter
 
-from rag.index_store import StoredIndex
-from rag.model_loading import Embedder
-from rag.retrieval import Retriever
+from rag.retrieval.embedder import Embedder
+from rag.retrieval.search import Retriever
+from rag.retrieval.store import StoredIndex
 from rag.settings import Settings
 
 TOPICS = ["harbor", "orchard", "glacier", "violin", "satellite", "bakery", "canyon", "lantern"]

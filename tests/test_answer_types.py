@@ -1,6 +1,7 @@
 import pytest
 
-from rag.answer_types import question_focus, type_mismatch
+from rag.answer.citations import question_focus
+from rag.decision.answer_types import type_mismatch
 
 
 @pytest.mark.parametrize(

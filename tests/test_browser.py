@@ -147,6 +147,9 @@ def test_the_page_answers_with_highlighted_sources_and_refuses_plainly(
     states = page.evaluate("window.__answerStates")
     assert any("draft" in s["cls"] and s["text"] for s in states), "no draft was streamed"
     assert "final" in states[-1]["cls"]
+    # Its confidence, said plainly with its number.
+    expect(page.locator("#confidence")).to_be_visible()
+    expect(page.locator("#confidence")).to_contain_text(f"({answer['confidence']:.2f})")
 
     # Each citation marker links to its card; the card marks the quote at its exact offsets.
     assert answer["citations"], "an answer without citations"

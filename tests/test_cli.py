@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag.cli import format_answer
-from rag.index_store import MANIFEST
+from rag.retrieval.store import MANIFEST
 from rag.settings import Settings
 from rag.types import Answer, Citation
 from tests.conftest import ARTICLE
@@ -87,7 +87,7 @@ def test_chat_rewrites_a_follow_up_from_the_conversation(env: dict[str, str],
         (["index", "build", "/no/such/file.txt"], "no such file or folder"),
         (["ask", "hi", "--top-k", "0"], "top_k must be at least 1"),
         (["ask", "hi", "--prompt", "nope"], "prompt template 'nope' not found"),
-        (["eval", "--gold", "/no/such/gold.jsonl"], "cannot read gold file"),
+        (["ask", "hi", "--min-confidence", "2"], "min_confidence must be between 0 and 1"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(

@@ -10,37 +10,42 @@ from pathlib import Path
 
 import pytest
 
-from rag import kv_state
-from rag.decoding import Engine
+from bench.latency import recording
+from rag.answer.drafting import ANSWER_OPENING, FOUND_KEY, Drafter
+from rag.answer.layouts import AnswerPrompt, CorpusPrompt, RetrievalPrompt
+from rag.answer.prompts import load_template
+from rag.answer.verification import Verifier
 from rag.errors import CancelledError, DeadlineExceededError
-from rag.generation import (
-    ANSWER_OPENING,
-    FOUND_KEY,
-    AnswerPrompt,
-    CorpusPrompt,
-    Generator,
-    RetrievalPrompt,
-)
 from rag.guard import Guard
-from rag.model_gate import ModelGate
-from rag.model_loading import resolve_model_path
+from rag.llm import kv_state
+from rag.llm.engine import Engine
+from rag.llm.loading import choose_model
 from rag.pipeline import Pipeline
-from rag.prompts import load_template
+from rag.serve.admission import ModelGate
+from rag.settings import Settings
+from tests.conftest import DEFAULTS, ask
 
 pytestmark = pytest.mark.llm
 QUESTION = "Who is Japan's foreign minister quoted in the article?"
+MOTEGI = "Later in the day, Foreign Minister Toshimitsu Motegi told reporters in Nagoya."
 
 
 @pytest.fixture(scope="module")
-def reference_llama(pipeline: Pipeline) -> Iterator[object]:
+def reference_llama(settings: Settings) -> Iterator[object]:
     """llama-cpp-python's own completion API on the same model: the greedy reference."""
     from llama_cpp import Llama
 
-    path, _ = resolve_model_path(pipeline.settings)
-    llm = Llama(model_path=str(path), n_ctx=pipeline.settings.n_ctx, n_threads=2,
+    llm = Llama(model_path=str(choose_model(settings).path), n_ctx=settings.n_ctx, n_threads=2,
                 n_threads_batch=2, verbose=False)
     yield llm
     llm.close()
+
+
+@pytest.fixture(scope="module")
+def verifier(pipeline: Pipeline) -> Verifier:
+    engine = pipeline.drafter.engine
+    return Verifier(engine, engine.sequence("verify"),
+                    load_template("verify_v1", DEFAULTS.prompts_dir), DEFAULTS.max_answer_tokens)
 
 
 def _reference_answer(llm: object, tokens: list[int]) -> str:
@@ -49,37 +54,35 @@ def _reference_answer(llm: object, tokens: list[int]) -> str:
 
 
 def _prompt(pipeline: Pipeline, mode: str) -> AnswerPrompt:
-    template = load_template(pipeline.settings.prompt, pipeline.settings.prompts_dir)
+    template = load_template(DEFAULTS.prompt, DEFAULTS.prompts_dir)
     if mode == "corpus":
-        return CorpusPrompt(pipeline.engine, template, pipeline.index.chunks)
-    return RetrievalPrompt(pipeline.engine, template)
+        return CorpusPrompt(pipeline.drafter.engine, template, pipeline.index.chunks)
+    return RetrievalPrompt(pipeline.drafter.engine, template)
 
 
 @pytest.mark.parametrize("mode", ["corpus", "retrieval"])
 def test_free_text_equals_a_reference_greedy_decode(pipeline: Pipeline, reference_llama: object,
                                                    mode: str) -> None:
-    prompt = _prompt(pipeline, mode)
-    generator = Generator(pipeline.engine, prompt, pipeline.settings.max_answer_tokens)
+    prompt, engine = _prompt(pipeline, mode), pipeline.drafter.engine
+    drafter = Drafter(engine, engine.sequence("answer"), prompt, DEFAULTS.max_answer_tokens)
     passages = pipeline.retriever.search(QUESTION, 4)
-    draft = generator.generate(QUESTION, passages)
+    draft = drafter.generate(QUESTION, passages)
     assert draft.found and "Motegi" in draft.answer
+    assert draft.answer_logprob is not None and draft.answer_logprob <= 0.0
     plan = prompt.plan(QUESTION, passages)
-    tokens = pipeline.engine.tokenize(plan.text + FOUND_KEY) + pipeline.engine.tokenize(
-        ANSWER_OPENING)
+    tokens = engine.tokenize(plan.text + FOUND_KEY) + engine.tokenize(ANSWER_OPENING)
     assert _reference_answer(reference_llama, tokens).strip() == draft.answer
     assert set(draft.cited) <= {p.chunk for p in passages}, "only retrieved passages are cited"
 
 
 def test_each_forced_segment_is_one_decode_call(pipeline: Pipeline) -> None:
-    engine, seq = pipeline.engine, pipeline.engine.sequences[0]
-    pipeline.generator.generate("Who is Taro Kono?", [])  # the fixed prefix is in the cache now
+    drafter = pipeline.drafter
+    engine, seq = drafter.engine, drafter.seq
+    drafter.generate("Who is Taro Kono?", [])  # the fixed prefix is in the cache now
     saved = list(seq.tokens)
-    calls: list[tuple[int, int]] = []
-    engine.recorder = lambda s, start, tokens, marks: calls.append((len(tokens), len(marks)))
-    try:
-        draft = pipeline.generator.generate(QUESTION, pipeline.retriever.search(QUESTION, 4))
-    finally:
-        engine.recorder = None
+    with recording(engine) as recorded:
+        draft = drafter.generate(QUESTION, pipeline.retriever.search(QUESTION, 4))
+    calls = [(len(tokens), len(outputs)) for _, _, tokens, outputs in recorded]
     batched = [c for c in calls if c[0] > 1]
     singles = [c for c in calls if c[0] == 1]
     # the question with '{"found": true, "answer": "' (two outputs: verdict and first token),
@@ -98,29 +101,30 @@ def test_cancelling_mid_answer_frees_the_model_within_one_step(pipeline: Pipelin
     gate = ModelGate(max_waiting=4)
     cancelled, first_delta = threading.Event(), threading.Event()
     outcome: list[BaseException] = []
-    calls_after_cancel: list[int] = []
-    pipeline.engine.recorder = lambda *_: cancelled.is_set() and calls_after_cancel.append(1)
+    calls_at_cancel: list[int] = []
+
+    def on_delta(_: str) -> None:
+        first_delta.set()
 
     def answer() -> None:
         try:
-            gate.run(lambda: pipeline.ask(QUESTION, on_delta=lambda _: first_delta.set(),
-                                          guard=Guard(cancelled)))
+            gate.run(lambda: ask(pipeline, QUESTION, on_delta=on_delta, guard=Guard(cancelled)))
         except BaseException as exc:  # the thread's outcome is checked below
             outcome.append(exc)
 
-    worker = threading.Thread(target=answer)
-    try:
+    with recording(pipeline.drafter.engine) as calls:
+        worker = threading.Thread(target=answer)
         worker.start()
         assert first_delta.wait(60), "no answer text was streamed"
         cancelled.set()
+        calls_at_cancel.append(len(calls))
         started = time.perf_counter()
         gate.run(lambda: None)  # waits for the model's lock
         freed_after = time.perf_counter() - started
         worker.join(30)
-    finally:
-        pipeline.engine.recorder = None
+        calls_after_cancel = len(calls) - calls_at_cancel[0]
     assert outcome and isinstance(outcome[0], CancelledError)
-    assert len(calls_after_cancel) <= 1
+    assert calls_after_cancel <= 1
     assert freed_after < 1.0
 
 
@@ -128,8 +132,7 @@ def test_a_deadline_stops_the_answer(pipeline: Pipeline) -> None:
     guard = Guard(timeout_s=1e-9)
     time.sleep(0.01)
     with pytest.raises(DeadlineExceededError, match="RAG_REQUEST_TIMEOUT_S"):
-        pipeline.generator.generate(QUESTION, pipeline.retriever.search(QUESTION, 4),
-                                    guard=guard)
+        pipeline.drafter.generate(QUESTION, pipeline.retriever.search(QUESTION, 4), guard=guard)
 
 
 def _key(index: str, tokens: list[int]) -> dict[str, object]:
@@ -138,8 +141,8 @@ def _key(index: str, tokens: list[int]) -> dict[str, object]:
 
 
 def test_a_saved_prefix_is_refused_for_another_index(pipeline: Pipeline, tmp_path: Path) -> None:
-    engine: Engine = pipeline.engine
-    seq = engine.sequences[1]  # the verifier's: it reads its prefix again when next needed
+    engine: Engine = pipeline.drafter.engine
+    seq = engine.sequence("verify")  # it reads its prefix again when next needed
     engine.truncate(seq, 0)
     first, second = tmp_path / "index-a" / "kv", tmp_path / "index-b" / "kv"
     try:
@@ -160,21 +163,36 @@ def test_a_saved_prefix_is_refused_for_another_index(pipeline: Pipeline, tmp_pat
         engine.truncate(seq, 0)
 
 
-def test_verification_shares_the_model_and_keeps_its_prefix(pipeline: Pipeline) -> None:
-    from rag.verification import Verifier
+def test_verification_is_read_after_its_fixed_prefix_the_same_every_time(
+        pipeline: Pipeline, verifier: Verifier) -> None:
+    engine = pipeline.drafter.engine
+    answer_seq = list(pipeline.drafter.seq.tokens)
+    first = verifier.verify(QUESTION, "Toshimitsu Motegi", MOTEGI).p_yes
+    verifier.verify("Who is Taro Kono?", "Defense Minister", "Taro Kono told a conference.")
+    before = engine.stats.tokens
+    again = verifier.verify(QUESTION, "Toshimitsu Motegi", MOTEGI).p_yes
+    # Always read from the end of the instructions, so the previous question changes nothing.
+    assert again == first and 0.0 <= first <= 1.0
+    assert 0 < engine.stats.tokens - before < 120, "only what follows the instructions is read"
+    assert verifier.seq.tokens == verifier.prefix, "the prefix is kept, the rest dropped"
+    assert pipeline.drafter.seq.tokens == answer_seq, "the answer sequence is untouched"
 
-    verifier = Verifier(pipeline.engine, load_template("verify_v1", pipeline.settings.prompts_dir))
-    answer_seq = list(pipeline.engine.sequences[0].tokens)
-    text = "Later in the day, Foreign Minister Toshimitsu Motegi told reporters in Nagoya."
-    first = verifier.probability(QUESTION, "Toshimitsu Motegi", text)
-    before = pipeline.engine.stats.tokens
-    again = verifier.probability(QUESTION, "Toshimitsu Motegi", text)
-    read_again = pipeline.engine.stats.tokens - before
-    # the last prompt token is read again alone: kernels for one token and for a batch differ
-    # in the last digits, so the probability may move a little
-    assert 0.0 <= first <= 1.0 and again == pytest.approx(first, abs=0.02)
-    assert read_again <= 1, "the same verification is served from the KV cache"
-    other = verifier.probability("Who is South Korea's president?", "Toshimitsu Motegi", text)
-    assert pipeline.engine.stats.tokens - before < len(verifier.seq.tokens), "prefix reused"
-    assert other != first
-    assert pipeline.engine.sequences[0].tokens == answer_seq, "the answer sequence is untouched"
+
+def test_the_verifier_prefers_the_question_its_text_answers(verifier: Verifier) -> None:
+    right = verifier.verify(QUESTION, "Toshimitsu Motegi", MOTEGI).p_yes
+    other_role = verifier.verify("Who is South Korea's president?", "Toshimitsu Motegi",
+                                 MOTEGI).p_yes
+    assert right > other_role
+
+
+def test_the_text_explains_its_own_words_better_than_a_swapped_entity(
+        verifier: Verifier) -> None:
+    """Question PMI: a question whose words the evidence contains gets a higher mean and a higher
+    least PMI than the same question with one entity swapped for one the evidence lacks."""
+    kept = verifier.verify("Where did Foreign Minister Motegi tell reporters?", "Nagoya", MOTEGI,
+                           pmi=True).question_pmi
+    swapped = verifier.verify("Where did Defense Minister Kono tell reporters?", "Nagoya",
+                              MOTEGI, pmi=True).question_pmi
+    assert kept is not None and swapped is not None
+    assert sum(kept) / len(kept) > sum(swapped) / len(swapped)
+    assert min(kept) > min(swapped)

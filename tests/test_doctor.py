@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag import llama_build, selftest
 from rag.errors import LlamaRuntimeError
+from rag.llm import llama_build, selftest
 from rag.settings import Settings
 from tests.conftest import free_port
 
@@ -107,7 +107,7 @@ def _one_line_diagnosis(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.startswith("rag: error:")]
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr and "Illegal instruction" not in stderr
-    assert "SIGILL" in lines[0] and "rag.llama_build install --force" in lines[0]
+    assert "SIGILL" in lines[0] and "rag.llm.llama_build install --force" in lines[0]
     return lines[0]
 
 

@@ -1,4 +1,5 @@
-"""`rag eval --doc`: the gold questions of one document, asked of that document alone (no model)."""
+"""`python -m eval --doc`: the gold questions of one document, asked of that document alone (no
+model)."""
 
 import json
 from pathlib import Path
@@ -6,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from eval.gold import load_gold, select
-from eval.runner import docs_named, of_docs
-from rag.cli import build_parser
+from eval.runner import docs_named, eval_parser, of_docs
 from rag.errors import InputError
 
 
@@ -60,8 +60,8 @@ def test_only_the_named_document_files_are_indexed(tmp_path: Path) -> None:
 
 
 def test_doc_option_is_repeatable() -> None:
-    args = build_parser().parse_args(
-        ["eval", "--gold", "g.jsonl", "--docs", "d", "--doc", "Normans", "--doc", "Complexity"]
+    args = eval_parser().parse_args(
+        ["--gold", "g.jsonl", "--docs", "d", "--doc", "Normans", "--doc", "Complexity"]
     )
     assert args.doc_names == ["Normans", "Complexity"]
-    assert build_parser().parse_args(["eval", "--gold", "g.jsonl"]).doc_names is None
+    assert eval_parser().parse_args(["--gold", "g.jsonl"]).doc_names is None

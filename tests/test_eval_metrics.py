@@ -1,5 +1,6 @@
-"""Metrics on hand-made cases, with values worked out by hand."""
+"""Metrics on hand-made cases, with values worked out by hand; the gates' bounds."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from eval.report import format_value, markdown, summary_table
 from rag.errors import InputError
 
 EVIDENCE = (Located("doc", 100, 150),)
+RESULTS = Path(__file__).resolve().parent.parent / "eval" / "results"
 
 
 def outcome(
@@ -63,6 +65,16 @@ def test_answer_str_em_matches_whole_words_only() -> None:
     assert contains_answer("Ministry of Economy, Trade and Industry", ["economy trade"])
     assert not contains_answer("trade and economy", ["economy trade"])  # a run, in order
     assert not contains_answer("anything", [""])
+
+
+def test_a_gold_with_parts_needs_every_part() -> None:
+    both = ("ballistic", "nuclear")
+    assert contains_answer("its ballistic missiles and nuclear programs", [both])
+    assert contains_answer("nuclear and ballistic", [both])  # in any order
+    assert not contains_answer("ballistic missiles", [both])  # half an answer
+    assert contains_answer("ballistic missiles", [both, "ballistic missiles"])
+    assert exact_match("ballistic and nuclear", [both])
+    assert best_f1("ballistic and nuclear", [both]) == 1.0
 
 
 def test_answer_em_is_squad_exact_match() -> None:
@@ -195,21 +207,33 @@ def test_gate_fails_a_bound_on_a_metric_the_run_did_not_measure() -> None:
         evaluate({"answer_exact": 1.0}, {"min": {"answer_exact": 0.5}})
 
 
-def test_test_split_gate_has_floors_below_its_measured_run(tmp_path: Path) -> None:
-    bounds = load_bounds("default-test")
-    assert set(bounds["min"]) == {"accuracy", "answer_str_em", "refusal_accuracy",
-                                  "citation_precision"}
-    assert bounds["max"] == {"false_refusal_rate": 0.14}
-    measured = {"accuracy": 80 / 115, "answer_str_em": 54 / 73, "refusal_accuracy": 26 / 42,
-                "citation_precision": 55 / 84}
-    assert all(bounds["min"][name] < value for name, value in measured.items())
+def test_thresholds_load_by_section(tmp_path: Path) -> None:
     custom = tmp_path / "t.toml"
     custom.write_text("[x.min]\nanswer_em = 0.5\n")
     assert load_bounds("x", custom) == {"min": {"answer_em": 0.5}, "max": {}}
+    with pytest.raises(InputError, match="no \\[y\\] section"):
+        load_bounds("y", custom)
 
 
-def test_default_thresholds_respect_the_project_floor() -> None:
+def test_the_default_model_s_floors_are_never_lowered() -> None:
     bounds = load_bounds("default")["min"]
     assert bounds["answer_str_em"] >= 0.85
     assert bounds["refusal_accuracy"] >= 0.80
     assert bounds["citation_precision"] >= 0.90
+
+
+@pytest.mark.parametrize("section", ["default", "default-tune2", "default-test", "small"])
+def test_every_gate_s_bounds_are_those_of_its_committed_measured_run(section: str) -> None:
+    """A bound changes only with a re-measured run committed beside it: each gate's summary in
+    eval/results/ records the bounds it was checked against, and its measured values meet them.
+    Lowering a bound without running the gate again fails here."""
+    bounds = load_bounds(section)
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))
+            if p.name != "retrieval-sweep.json"]
+    mine = [r for r in runs if r.get("gate") == section]
+    assert len(mine) == 1, f"one committed run of [{section}] in eval/results/ (make eval)"
+    run = mine[0]
+    assert run["bounds"] == bounds, f"[{section}] changed since its run {run['commit']}"
+    measured = {name: m["value"] for name, m in run["metrics"].items()}
+    checks = evaluate(measured, bounds)
+    assert checks and all(c.passed for c in checks), [c.describe() for c in checks]

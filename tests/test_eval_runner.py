@@ -1,4 +1,4 @@
-"""`rag eval` end to end on the real small model: other documents, reports, and the gate."""
+"""`python -m eval` end to end on the real small model: other documents, reports, the gate."""
 
 import json
 import os
@@ -45,7 +45,7 @@ def rag_eval(*args: str, settings: Settings, extra_env: dict[str, str] | None = 
              ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RAG_LLM": "small", "RAG_MODEL_DIR": str(settings.model_dir),
            **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "rag.cli", "eval", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "eval", *args], capture_output=True,
                           text=True, env=env, timeout=900, check=False)
 
 
@@ -78,7 +78,7 @@ def test_gate_fails_when_quality_drops(
 ) -> None:
     prompts = tmp_path / "prompts"
     prompts.mkdir()
-    for kept in ("verify_v1.txt", "rewrite_v1.txt"):
+    for kept in ("verify_v1.txt", "resolve_v1.txt"):
         (prompts / kept).write_text((PROMPTS_DIR / kept).read_text())
     # A broken template that never shows the model the passages.
     (prompts / "lazy.txt").write_text(

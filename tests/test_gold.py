@@ -13,7 +13,7 @@ import pytest
 
 from eval.gold import GoldItem, load_gold, near_duplicates, select
 from eval.metrics import contains_answer
-from rag.model_loading import Embedder
+from rag.retrieval.embedder import Embedder
 from tests.conftest import ARTICLE
 from tests.gold_review import REMOVED
 

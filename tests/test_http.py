@@ -43,8 +43,27 @@ def test_ask_answers_with_a_correct_citation(server: Server) -> None:
         assert ARTICLE[c["start"] : c["end"]] == c["quote"]
         assert set(c) == {"id", "chunk_id", "source", "start", "end", "quote", "score", "page"}
         assert c["page"] is None  # the article is a text file: no pages
-    assert set(answer) == {"question", "standalone_question", "answer", "refused", "citations",
-                           "passages", "model", "prompt", "timings"}
+    assert set(answer) == {"question", "standalone_question", "answer", "refused", "confidence",
+                           "citations", "passages", "model", "prompt", "timings"}
+    assert 0.0 < answer["confidence"] <= 1.0
+
+
+def test_a_stricter_operating_point_refuses_what_the_default_answers(server: Server) -> None:
+    """The request's own min_confidence: above the answer's confidence it is refused; the
+    OpenAI route takes it as an extra field."""
+    answered = httpx.post(f"{server.url}/v1/ask", json={"question": QUESTION}, timeout=120).json()
+    assert not answered["refused"] and answered["confidence"] < 0.9999
+    strict = {"question": QUESTION, "min_confidence": 0.9999}
+    refused = httpx.post(f"{server.url}/v1/ask", json=strict, timeout=120).json()
+    assert refused["refused"] and refused["confidence"] is None and refused["citations"] == []
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    completion = client.chat.completions.create(
+        model="local", messages=[{"role": "user", "content": QUESTION}],
+        extra_body={"min_confidence": 0.9999})
+    assert (completion.model_extra or {})["refused"] is True
+    bad = httpx.post(f"{server.url}/v1/ask", json={"question": QUESTION, "min_confidence": 2},
+                     timeout=30)
+    assert bad.status_code == 400 and "min_confidence" in bad.json()["error"]["message"]
 
 
 def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -81,6 +100,7 @@ def test_openai_client_non_streaming(server: Server) -> None:
     assert completion.choices[0].finish_reason == "stop"
     extra = completion.model_extra or {}
     assert any("Motegi" in c["quote"] for c in extra["citations"])
+    assert extra["refused"] is False and 0.0 < extra["confidence"] <= 1.0
 
 
 def test_openai_client_follow_up_is_answered_from_the_conversation(server: Server) -> None:
@@ -166,8 +186,8 @@ def test_two_concurrent_requests_both_succeed_and_health_stays_fast(server: Serv
         results.append(httpx.post(f"{server.url}/v1/ask", json={"question": question},
                                   timeout=120))
 
-    threads = [threading.Thread(target=ask, args=(q,)) for q in
-               ("Who is Taro Kono?", "Where does Yuki Asaba teach?")]
+    expected = {"Who is Taro Kono?": "Defense Minister", "Where does Yuki Asaba teach?": "Doshisha"}
+    threads = [threading.Thread(target=ask, args=(q,)) for q in expected]
     for t in threads:
         t.start()
     time.sleep(0.3)  # both are now queued or generating
@@ -179,6 +199,9 @@ def test_two_concurrent_requests_both_succeed_and_health_stays_fast(server: Serv
     for t in threads:
         t.join()
     assert [r.status_code for r in results] == [200, 200]
+    for response in results:  # each answers its own question, not the other's
+        question = response.json()["question"]
+        assert expected[question] in response.json()["answer"], response.json()
     assert max(health_times) < 0.5, health_times
 
 

@@ -1,7 +1,7 @@
 """The service under bad input and pressure, on the real server and the small model: API keys,
 CORS, a full queue, bodies that are too deep, too big or malformed, questions too long for the
-context, clients that go away, requests that run out of time, and any question and top_k in
-range (a property test)."""
+context, clients that go away, requests that run out of time (any question and top_k: the
+property test in tests/test_load.py)."""
 
 import json
 import threading
@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies
 
 from rag.settings import Settings
 from tests.servers import Server, running_server
@@ -136,19 +135,6 @@ def test_a_client_leaving_a_non_streaming_request_frees_the_model(keyed: Server)
     assert answer.status_code == 200
     assert _count(keyed, "cancelled") == before + 1, "the abandoned request ran to its end"
     assert time.perf_counter() - started < 30
-
-
-@settings(max_examples=6, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(question=strategies.text(min_size=1, max_size=2000), top_k=strategies.integers(1, 20))
-def test_any_question_and_top_k_in_range_get_an_answer_or_a_clean_4xx(
-    keyed: Server, question: str, top_k: int
-) -> None:
-    response = httpx.post(f"{keyed.url}/v1/ask", json={"question": question, "top_k": top_k},
-                          headers=AUTH, timeout=120)
-    assert response.status_code in {200, 400}, response.text
-    if response.status_code == 200:
-        assert set(response.json()) >= {"answer", "refused", "citations"}
 
 
 def test_a_request_out_of_time_gets_504_and_frees_the_model(

@@ -6,15 +6,15 @@ import pytest
 
 from index_build import writing
 from index_build.build import add_documents, build_index, remove_documents
-from rag import index_store
 from rag.errors import (
     IndexMismatchError,
     IndexNotFoundError,
     InputError,
     UnreadableDocumentsError,
 )
-from rag.model_loading import Embedder
-from rag.retrieval import Retriever
+from rag.retrieval import store
+from rag.retrieval.embedder import Embedder
+from rag.retrieval.search import Retriever
 from rag.settings import BUNDLED_CORPUS
 from tests.conftest import ARTICLE, make_settings
 from tests.documents import (
@@ -33,7 +33,7 @@ def _docs(tmp_path: Path, text: str = "Alpha beta gamma. Delta epsilon.") -> Pat
     return folder
 
 
-def test_round_trip(article_index: index_store.StoredIndex, embedder: Embedder) -> None:
+def test_round_trip(article_index: store.StoredIndex, embedder: Embedder) -> None:
     manifest = article_index.manifest
     assert manifest.embed_model == "all-MiniLM-L6-v2"
     assert manifest.chunk_count == len(article_index.chunks) == article_index.dense.ntotal
@@ -64,7 +64,7 @@ def test_interrupted_build_leaves_the_old_index_usable(
 ) -> None:
     settings = make_settings(tmp_path / "index")
     build_index(settings, [_docs(tmp_path)], embedder)
-    before = index_store.load_index(settings.index_dir, embedder.name)
+    before = store.load_index(settings.index_dir, embedder.name)
 
     def crash(*args: object) -> None:
         raise KeyboardInterrupt("power cut while writing the index")
@@ -74,7 +74,7 @@ def test_interrupted_build_leaves_the_old_index_usable(
         build_index(settings, [_docs(tmp_path, "Completely new text. Other words.")], embedder)
     monkeypatch.undo()
 
-    after = index_store.load_index(settings.index_dir, embedder.name)
+    after = store.load_index(settings.index_dir, embedder.name)
     assert after.path == before.path
     assert [c.text for c in after.chunks] == [c.text for c in before.chunks]
     leftovers = [p.name for p in tmp_path.glob(".index-*")]
@@ -88,12 +88,12 @@ def test_index_built_with_another_embedding_model_is_refused(
     build_index(settings, [_docs(tmp_path)], embedder)
     _edit_manifest(settings.index_dir, embed_model="some-other-model")
     with pytest.raises(IndexMismatchError, match="some-other-model"):
-        index_store.load_index(settings.index_dir, embedder.name)
+        store.load_index(settings.index_dir, embedder.name)
 
 
 def test_missing_index_says_how_to_build_one(tmp_path: Path) -> None:
     with pytest.raises(IndexNotFoundError, match="rag index build"):
-        index_store.load_index(tmp_path / "nothing", "all-MiniLM-L6-v2")
+        store.load_index(tmp_path / "nothing", "all-MiniLM-L6-v2")
 
 
 def test_a_foreign_folder_at_the_index_path_is_not_overwritten(
@@ -111,7 +111,7 @@ def test_approximate_index_above_the_threshold(tmp_path: Path, embedder: Embedde
     settings = make_settings(tmp_path / "index", ann_threshold=5)
     result = build_index(settings, [BUNDLED_CORPUS], embedder)
     assert result.manifest.dense_index.startswith("ivf")
-    stored = index_store.load_index(settings.index_dir, embedder.name)
+    stored = store.load_index(settings.index_dir, embedder.name)
     assert hasattr(stored.dense, "nprobe")
     retriever = Retriever(stored, embedder, settings)
     assert any("Motegi" in p.chunk.text for p in retriever.search("Who is Toshimitsu Motegi?"))
@@ -135,7 +135,7 @@ def test_adding_a_document_embeds_only_its_chunks_and_equals_a_full_rebuild(
     (folder / "extra.txt").write_text(EXTRA, encoding="utf-8")
     counting.texts.clear()
     result = add_documents(settings, [folder / "extra.txt"], counting)
-    added = index_store.load_index(settings.index_dir, embedder.name)
+    added = store.load_index(settings.index_dir, embedder.name)
     extra_chunks = [c.text for c in added.chunks if c.source == "extra.txt"]
     assert counting.texts == extra_chunks and extra_chunks
     m = result.manifest
@@ -144,7 +144,7 @@ def test_adding_a_document_embeds_only_its_chunks_and_equals_a_full_rebuild(
 
     rebuilt = make_settings(tmp_path / "rebuilt")
     build_index(rebuilt, [folder], embedder)
-    expected = index_store.load_index(rebuilt.index_dir, embedder.name)
+    expected = store.load_index(rebuilt.index_dir, embedder.name)
     assert_same_index(added, expected, embedder, settings)
     assert added.manifest.fingerprint == expected.manifest.fingerprint
 
@@ -158,7 +158,7 @@ def test_rebuilding_reuses_unchanged_documents_and_embeds_a_changed_one(
     (folder / "doc005.txt").write_text(EXTRA, encoding="utf-8")
     counting = CountingEmbedder(embedder)
     result = build_index(settings, [folder], counting)
-    changed = index_store.load_index(settings.index_dir, embedder.name)
+    changed = store.load_index(settings.index_dir, embedder.name)
     assert counting.texts == [c.text for c in changed.chunks if c.source == "doc005.txt"]
     assert changed.documents["doc005.txt"].text == EXTRA
     assert [d.doc_id for d in result.manifest.documents if not d.reused] == ["doc005.txt"]
@@ -166,7 +166,7 @@ def test_rebuilding_reuses_unchanged_documents_and_embeds_a_changed_one(
 
     rebuilt = make_settings(tmp_path / "rebuilt")
     build_index(rebuilt, [folder], embedder)
-    expected = index_store.load_index(rebuilt.index_dir, embedder.name)
+    expected = store.load_index(rebuilt.index_dir, embedder.name)
     assert_same_index(changed, expected, embedder, settings)
 
 
@@ -185,18 +185,18 @@ def test_removing_documents_embeds_nothing_and_drops_them_everywhere(
     monkeypatch.undo()
     assert result.manifest.removed == ["doc003.txt", "doc011.txt"]
     assert (result.manifest.embedded_chunks, result.manifest.reused_chunks) == (0, 10)
-    removed = index_store.load_index(settings.index_dir, embedder.name)
+    removed = store.load_index(settings.index_dir, embedder.name)
     assert "doc003.txt" not in removed.documents
     retriever = Retriever(removed, embedder, settings)
-    assert retriever.lexical_search("entry 3", 20).rows  # "entry" is in every document
+    assert retriever.lexical_search("entry 3", 20)  # "entry" is in every document
     assert all(removed.chunks[row].source != "doc003.txt"
-               for row in retriever.lexical_search("3", 20).rows)
+               for row in retriever.lexical_search("3", 20))
 
     (folder / "doc003.txt").unlink()
     (folder / "doc011.txt").unlink()
     rebuilt = make_settings(tmp_path / "rebuilt")
     build_index(rebuilt, [folder], embedder)
-    expected = index_store.load_index(rebuilt.index_dir, embedder.name)
+    expected = store.load_index(rebuilt.index_dir, embedder.name)
     assert_same_index(removed, expected, embedder, settings)
 
 
@@ -209,7 +209,7 @@ def test_removing_an_unknown_document_changes_nothing(tmp_path: Path, embedder: 
     with pytest.raises(InputError, match="would leave an empty index"):
         remove_documents(settings, ["doc000.txt", "doc001.txt", "doc002.txt"])
     assert settings.index_dir.resolve() == before
-    assert len(index_store.load_index(settings.index_dir, embedder.name).documents) == 3
+    assert len(store.load_index(settings.index_dir, embedder.name).documents) == 3
 
 
 def test_removing_from_no_index_says_how_to_build_one(tmp_path: Path) -> None:
@@ -277,7 +277,7 @@ def test_pdf_pages_survive_the_index(tmp_path: Path, embedder: Embedder) -> None
     settings = make_settings(tmp_path / "index")
     pdf = write_pdf(tmp_path / "report.pdf", [["First page."], ["Second page."]])
     build_index(settings, [pdf], embedder)
-    stored = index_store.load_index(settings.index_dir, embedder.name).documents["report.pdf"]
+    stored = store.load_index(settings.index_dir, embedder.name).documents["report.pdf"]
     assert stored.page_starts == (0, len("First page.") + 2)
     assert stored.page_at(stored.text.index("Second")) == 2
 
@@ -289,7 +289,7 @@ def test_an_index_of_the_old_format_is_refused_with_a_rebuild_hint(
     build_index(settings, [_docs(tmp_path)], embedder)
     _edit_manifest(settings.index_dir, format_version=1, engine=None)
     with pytest.raises(IndexMismatchError, match="format 1, this code reads format 2"):
-        index_store.load_index(settings.index_dir, embedder.name)
+        store.load_index(settings.index_dir, embedder.name)
     assert build_index(settings, [_docs(tmp_path)], embedder).status == "built"
 
 
@@ -299,23 +299,23 @@ def test_a_damaged_index_is_refused_on_loading_and_rebuilt(
 ) -> None:
     settings = make_settings(tmp_path / "index")
     build_index(settings, [BUNDLED_CORPUS], embedder)
-    dense = settings.index_dir.resolve() / index_store.DENSE
+    dense = settings.index_dir.resolve() / store.DENSE
     if damage == "truncate":
         dense.write_bytes(dense.read_bytes()[:-10])
     elif damage == "change":
-        chunks = settings.index_dir.resolve() / index_store.CHUNKS
+        chunks = settings.index_dir.resolve() / store.CHUNKS
         chunks.write_text(chunks.read_text().replace("Motegi", "Mootegi"))
     else:
         dense.unlink()
     with pytest.raises(IndexMismatchError, match="damaged"):
-        index_store.load_index(settings.index_dir, embedder.name)
+        store.load_index(settings.index_dir, embedder.name)
     assert build_index(settings, [BUNDLED_CORPUS], embedder).status != "unchanged"
-    index_store.load_index(settings.index_dir, embedder.name)  # whole again
+    store.load_index(settings.index_dir, embedder.name)  # whole again
 
 
 def _edit_manifest(index_dir: Path, **fields: object) -> None:
     """Change fields of a built index's manifest, as another version of the builder would have
     written them."""
-    manifest_path = index_dir / index_store.MANIFEST
+    manifest_path = index_dir / store.MANIFEST
     data = json.loads(manifest_path.read_text())
     manifest_path.write_text(json.dumps({**data, **fields}))

@@ -1,31 +1,41 @@
-"""A bounded load test and fuzzing of the real service (small model): 200 requests from 32
-clients end with no error but deliberate 503s, no crash, memory back near its warm level and
-the service still answering right; schemathesis finds no 5xx and no response off the schema."""
+"""A bounded load test and fuzzing of the real service (small model): 200 questions from 32
+clients that wait out each 503 as told (Retry-After) are all answered, each one right, with no
+crash and memory back near its warm level; schemathesis finds no 5xx and no response off the
+schema in 100 examples per route."""
 
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import cycle, islice
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, strategies
 from schemathesis import checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
+from index_build.build import build_index
+from rag.retrieval.embedder import Embedder
 from rag.settings import Settings
+from tests.conftest import make_settings
 from tests.servers import Server, running_server
 
 pytestmark = pytest.mark.llm
-QUESTIONS = [
-    "Who is Japan's foreign minister quoted in the article?",
-    "Where did Motegi speak to reporters?",
-    "What is the population of Seoul?",
-    "Who is Taro Kono?",
-    "When does GSOMIA expire?",
-]
+# Each question and what its answer must say (None: refused).
+QUESTIONS: dict[str, str | None] = {
+    "Who is Japan's foreign minister quoted in the article?": "Motegi",
+    "Where did Motegi speak to reporters?": "Nagoya",
+    "What is the population of Seoul?": None,
+    "Which news agency quoted Kim You-geun?": "Yonhap",
+    "In which month did Seoul announce it would scrap GSOMIA?": "August",
+}
+NOTE = ("The Varn ferry leaves Sill harbour at seven each morning. Its captain, Ada Holt, has "
+        "run it since 2014. Tickets cost four crowns.\n")
+MAX_TRIES = 100  # 503s a client waits out per question before it counts as a failure
 
 
 @pytest.fixture(scope="module")
@@ -35,45 +45,97 @@ def server(settings: Settings, article_index: object,
         yield running
 
 
-def _ask(url: str, question: str) -> int:
-    try:
-        return httpx.post(f"{url}/v1/ask", json={"question": question}, timeout=300).status_code
-    except httpx.TransportError:
-        return -1  # a dropped connection counts as an error
+@dataclass
+class Outcome:
+    question: str
+    status: int  # the last status: 200 once answered; -1 for a dropped connection
+    turned_away: int  # 503s waited out before it
+    body: dict[str, Any]
 
 
-def test_two_hundred_requests_from_32_clients(server: Server) -> None:
+def _ask(url: str, question: str) -> Outcome:
+    """Ask as a well-behaved client: after a 503, wait as Retry-After says, then ask again."""
+    for tries in range(MAX_TRIES):
+        try:
+            response = httpx.post(f"{url}/v1/ask", json={"question": question}, timeout=300)
+        except httpx.TransportError:
+            return Outcome(question, -1, tries, {})
+        if response.status_code != 503:
+            return Outcome(question, response.status_code, tries, response.json())
+        time.sleep(float(response.headers["retry-after"]))
+    return Outcome(question, 503, MAX_TRIES, {})
+
+
+def _right(outcome: Outcome) -> bool:
+    expected = QUESTIONS[outcome.question]
+    if expected is None:
+        return bool(outcome.body["refused"])
+    return not outcome.body["refused"] and expected in outcome.body["answer"]
+
+
+def test_two_hundred_questions_from_32_clients_are_all_answered_right(server: Server) -> None:
     with ThreadPoolExecutor(max_workers=32) as pool:
         # Warm: every code path used, the worker threads and their buffers made, once.
-        assert 200 in set(pool.map(lambda q: _ask(server.url, q), islice(cycle(QUESTIONS), 32)))
+        warmup = list(pool.map(lambda q: _ask(server.url, q), islice(cycle(QUESTIONS), 32)))
+        assert {o.status for o in warmup} == {200}
         warm = server.rss_mb()
-        statuses = list(pool.map(lambda q: _ask(server.url, q), islice(cycle(QUESTIONS), 200)))
+        outcomes = list(pool.map(lambda q: _ask(server.url, q), islice(cycle(QUESTIONS), 200)))
     assert server.process.poll() is None, "the service crashed"
-    errors = [s for s in statuses if s not in {200, 503}]
-    assert not errors, errors
-    assert statuses.count(200) >= 16  # the queue's worth at least was answered
+    answered = [o for o in outcomes if o.status == 200]
+    turned_away = sum(o.turned_away for o in outcomes)
     time.sleep(1)
     after = server.rss_mb()
-    print(f"load: {statuses.count(200)} answered, {statuses.count(503)} turned away (503); "
+    print(f"load: {len(answered)} of 200 answered after {turned_away} 503s waited out; "
           f"RSS {warm:.0f} MB warm, {after:.0f} MB after")  # shown with pytest -s
+    assert len(answered) == 200, sorted({o.status for o in outcomes})
+    assert turned_away > 0, "32 clients never filled the queue of 16: no load was applied"
+    wrong = [(o.question, o.body["answer"]) for o in answered if not _right(o)]
+    assert not wrong, wrong
     assert after <= warm * 1.05, f"RSS {warm:.0f} MB warm, {after:.0f} MB after the load"
-    answer = httpx.post(f"{server.url}/v1/ask", json={"question": QUESTIONS[0]}, timeout=120)
-    assert answer.status_code == 200 and "Motegi" in answer.json()["answer"]
 
 
-def test_fuzzed_requests_get_no_5xx_and_match_the_schema(server: Server) -> None:
-    schema = schemathesis.openapi.from_url(f"{server.url}/schema/openapi.json")
+@pytest.fixture(scope="module")
+def small(embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A service over a three-sentence document, answering in at most 16 tokens: the property
+    and fuzz tests send hundreds of valid questions, and here each costs the model little."""
+    folder = tmp_path_factory.mktemp("small")
+    (folder / "note.txt").write_text(NOTE, encoding="utf-8")
+    settings = make_settings(folder / "index")
+    build_index(settings, [folder / "note.txt"], embedder)
+    with running_server(settings, folder / "service.log", RAG_MAX_ANSWER_TOKENS="16") as running:
+        yield running
+
+
+@hypothesis.settings(max_examples=100, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(question=strategies.text(min_size=1, max_size=2000), top_k=strategies.integers(1, 20))
+def test_any_question_and_top_k_in_range_get_an_answer_or_a_clean_4xx(
+    small: Server, question: str, top_k: int
+) -> None:
+    response = httpx.post(f"{small.url}/v1/ask", json={"question": question, "top_k": top_k},
+                          timeout=120)
+    assert response.status_code in {200, 400}, response.text
+    body = response.json()
+    if response.status_code == 200:
+        assert body["refused"] or body["citations"], body
+        assert body["refused"] == (body["confidence"] is None)
+    else:
+        assert body["error"]["message"]
+
+
+def test_fuzzed_requests_get_no_5xx_and_match_the_schema(small: Server) -> None:
+    schema = schemathesis.openapi.from_url(f"{small.url}/schema/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {"/v1/ask", "/v1/chat/completions", "/readyz"}
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=12, deadline=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @hypothesis.settings(max_examples=100, deadline=None, derandomize=True,
+                             suppress_health_check=list(HealthCheck))
         def check(case: Any) -> None:
             # No 5xx, and every response as the schema documents it (status and body). Schema-
             # valid questions may still be refused with a 400 (too long for the context).
-            case.call_and_validate(base_url=server.url, timeout=120, checks=[
+            case.call_and_validate(base_url=small.url, timeout=120, checks=[
                 checks.not_a_server_error, checks.response_schema_conformance,
                 openapi_checks.status_code_conformance])
 

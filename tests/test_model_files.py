@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from rag import model_files
 from rag.errors import ModelIntegrityError, ModelNotFoundError
+from rag.llm import model_files
 from tests.conftest import make_settings
 
 PARTS = [b"GGUF" + b"a" * 1000, b"b" * 777, b"c" * 5]

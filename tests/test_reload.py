@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from index_build.build import build_index
-from rag import index_store
-from rag.model_loading import Embedder
+from rag.retrieval import store
+from rag.retrieval.embedder import Embedder
 from rag.settings import BUNDLED_CORPUS, Settings
 from tests.conftest import make_settings
 from tests.servers import Server, running_server
@@ -85,7 +85,10 @@ def test_a_rebuilt_index_is_swapped_in_without_failing_a_request(
         answer = httpx.post(f"{server.url}/v1/ask", timeout=120,
                             json={"question": "What colour was the Yeosu lighthouse painted?"})
         assert answer.status_code == 200
-        assert any(c["source"] == "lighthouse.txt" for c in answer.json()["passages"])
+        body = answer.json()  # answered from the new document, and only from it
+        assert not body["refused"] and "green" in body["answer"].lower(), body
+        assert [c["source"] for c in body["citations"]] == ["lighthouse.txt"]
+        assert body["citations"][0]["quote"] in EXTRA
         _rebuild(own_index, BUNDLED_CORPUS)
         server.hangup()  # SIGHUP: the same swap
         deadline = time.time() + 60
@@ -102,7 +105,7 @@ def test_a_damaged_new_index_is_refused_and_the_old_one_keeps_serving(
     extra = tmp_path / "lighthouse.txt"
     extra.write_text(EXTRA, encoding="utf-8")
     _rebuild(own_index, BUNDLED_CORPUS, extra)
-    dense = own_index.index_dir.resolve() / index_store.DENSE
+    dense = own_index.index_dir.resolve() / store.DENSE
     dense.write_bytes(dense.read_bytes()[:-64])  # truncated after the build
     response = httpx.post(f"{server.url}/v1/index/reload", timeout=120)
     assert response.status_code == 409, response.text

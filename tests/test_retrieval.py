@@ -1,14 +1,14 @@
 import pytest
 
-from rag.index_store import StoredIndex
-from rag.model_loading import Embedder
-from rag.retrieval import RankedList, Retriever, fuse
+from rag.retrieval.embedder import Embedder
+from rag.retrieval.search import Retriever, fuse
+from rag.retrieval.store import StoredIndex
 from rag.settings import Settings
 
 
 def test_reciprocal_rank_fusion_golden() -> None:
-    dense = RankedList(rows=[0, 1, 2], scores=[0.9, 0.8, 0.7])
-    lexical = RankedList(rows=[2, 0], scores=[5.0, 3.0])
+    dense = [0, 1, 2]
+    lexical = [2, 0]
     fused = fuse([dense, lexical], [1.0, 1.0], rrf_k=60)
     assert [row for row, _ in fused] == [0, 2, 1]
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)

@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from rag import http_app
+from rag.serve import app as http_app
+from rag.serve.page import ASSETS, WEB_DIR
+from rag.serve.service import Service
 from rag.settings import Settings
-from rag.web_page import ASSETS, WEB_DIR
 
 
 @pytest.fixture()
 def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[TestClient]:
-    monkeypatch.setattr(http_app.Service, "load", lambda self: None)  # stays "loading"
+    monkeypatch.setattr(Service, "load", lambda self: None)  # stays "loading"
     app = http_app.create_app(Settings.from_env({}, index_dir=tmp_path / "index"))
     with TestClient(app) as client:
         yield client
@@ -65,7 +66,7 @@ def test_the_page_names_no_external_url() -> None:
 
 def test_the_page_files_are_package_data() -> None:
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8")
-    patterns = re.search(r'^rag = \[(.*)\]$', pyproject, re.MULTILINE)
-    assert patterns, "rag's package data is not declared in pyproject.toml"
+    patterns = re.search(r'^"rag.serve" = \[(.*)\]$', pyproject, re.MULTILINE)
+    assert patterns, "the page's files are not declared as package data in pyproject.toml"
     declared = {p.strip().strip('"').removeprefix("web/*") for p in patterns.group(1).split(",")}
     assert {path.suffix for path in WEB_DIR.iterdir()} <= declared

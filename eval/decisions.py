@@ -1,0 +1,137 @@
+"""Decisions replayed on eval reports: what the service decided, and what each part of it adds.
+
+``python -m eval`` records every question's trace (all measurements, in explain mode) with the
+policy it ran. ``replay`` runs ``Policy.verdict`` — the function the service decides with — on
+those traces, so any policy can be scored on the same drafts without the model:
+
+    python -m eval.decisions reports/article-tune-default.json reports/squad-*.json
+
+prints, per report, the metrics as run and each gate's and the confidence's leave-one-out
+contribution (questions right with it minus without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from eval import metrics
+from eval.metrics import Located, QuestionOutcome, contains_answer
+from rag.decision.policy import GATES, Policy, Verdict
+from rag.decision.scorers import choice_for
+from rag.types import Trace
+
+
+@dataclass(frozen=True)
+class Row:
+    """One report question: what is needed to score any verdict on it."""
+
+    id: str
+    answerable: bool
+    golds: tuple[metrics.Gold, ...]
+    trace: Trace
+    passages: tuple[Located, ...]
+    evidence: tuple[Located, ...]
+    latency_s: float
+    refused: bool  # as run
+    refusal_reason: str
+
+    @property
+    def draft_right(self) -> bool:
+        """The draft answers its question correctly (before any refusal)."""
+        return bool(self.answerable and self.trace.draft
+                    and contains_answer(self.trace.draft, self.golds))
+
+
+@dataclass(frozen=True)
+class Report:
+    path: Path
+    model: str
+    policy: Policy
+    rows: list[Row]
+
+
+def load_report(path: Path) -> Report:
+    """A report with the policy it ran (this code must have that policy's scorer)."""
+    raw = path.read_bytes()
+    data: dict[str, Any] = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    run = data["policy"]
+    choice = choice_for(data["model"])
+    if run["scorer"] != choice.scorer.name:
+        raise ValueError(f"{path}: run with scorer {run['scorer']!r}, which this code does not "
+                         f"have for {data['model']} (it has {choice.scorer.name!r})")
+    policy = Policy(choice.scorer, run["min_relevance"], run["min_confidence"])
+    return Report(path, data["model"], policy, load_rows(data))
+
+
+def load_rows(data: dict[str, Any]) -> list[Row]:
+    """A report's questions, each with its trace."""
+    return [_row(q) for q in data["per_question"]]
+
+
+def _row(q: dict[str, Any]) -> Row:
+    return Row(
+        id=q["id"], answerable=q["answerable"],
+        golds=tuple(g if isinstance(g, str) else tuple(g) for g in q["gold_answers"]),
+        trace=Trace.from_dict(q["trace"]), passages=_located(q["passage_spans"]),
+        evidence=_located(q["evidence_spans"]), latency_s=q["latency_s"],
+        refused=q["refused"], refusal_reason=q["refusal_reason"],
+    )
+
+
+def replay(rows: list[Row], policy: Policy) -> list[Verdict]:
+    return [policy.verdict(row.trace) for row in rows]
+
+
+def outcomes(rows: list[Row], verdicts: list[Verdict]) -> list[QuestionOutcome]:
+    """The rows scored as if ``verdicts`` had been decided (the drafts are as run)."""
+    return [
+        QuestionOutcome(
+            answerable=row.answerable, golds=row.golds,
+            answer="" if verdict.refused else row.trace.draft or "",
+            refused=verdict.refused,
+            citations=() if verdict.refused else tuple(
+                Located(*span) for span in row.trace.support_citations),
+            passages=row.passages, evidence=row.evidence, latency_s=row.latency_s,
+        )
+        for row, verdict in zip(rows, verdicts, strict=True)
+    ]
+
+
+def right(rows: list[Row], policy: Policy) -> int:
+    """Questions right under ``policy``: answered right, or refused when unanswerable."""
+    return sum(o.correct for o in outcomes(rows, replay(rows, policy)))
+
+
+def contributions(rows: list[Row], policy: Policy) -> dict[str, int]:
+    """Each gate's, and the confidence's, leave-one-out contribution: questions right with it
+    minus questions right without it."""
+    base = right(rows, policy)
+    gates = policy.gates or GATES
+    found = {gate.name: base - right(rows, replace(policy, gates=tuple(
+        g for g in gates if g is not gate))) for gate in gates}
+    found["confidence"] = base - right(rows, replace(policy, min_confidence=0.0))
+    return found
+
+
+def _located(spans: list[list[Any]]) -> tuple[Located, ...]:
+    return tuple(Located(str(source), int(start), int(end)) for source, start, end in spans)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m eval.decisions", description=__doc__)
+    parser.add_argument("reports", nargs="+", type=Path, help="JSON reports of python -m eval")
+    for path in parser.parse_args().reports:
+        report = load_report(path)
+        verdicts = replay(report.rows, report.policy)
+        values = metrics.compute(outcomes(report.rows, verdicts))
+        print(json.dumps({"report": path.name, "accuracy": values["accuracy"],
+                          "contributions": contributions(report.rows, report.policy)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Grounded generation: passages + question -> the model's draft answer and cited passages.
+
+The reply is JSON, ``{"found": true, "answer": "...", "cite": [4]}``, but the model writes only
+what is free in it; the loop writes the rest, each fixed part as one batched read
+(``rag.llm.engine``):
+
+1. the prompt, ``{"found":`` and, speculatively, `` true, "answer": "`` are read in one batch. The
+   logits at ``{"found":`` give P(found) (" true" against " false"); below one half the model says
+   "not found" and generation stops there, so a refusal costs no decoding at all.
+2. The answer text is decoded greedily, one token a step, until an unescaped quote, an end token
+   or the token budget, and streams through ``on_delta``.
+3. ``", "cite": [`` is read in one batch; passage numbers are then chosen among valid ones only.
+
+The reply is parseable by construction; no grammar is compiled. Spans and quotes are never
+generated: the citation checker computes them afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from rag.answer.layouts import AnswerPrompt
+from rag.guard import NO_GUARD, Guard
+from rag.llm.engine import (
+    Logits,
+    SequenceReader,
+    choice_probability,
+    first_token_ids,
+    token_logprob,
+)
+from rag.types import Chunk, Passage
+
+DeltaCallback = Callable[[str], None]
+MAX_CITED = 3
+FOUND_KEY = '{"found":'
+ANSWER_OPENING = ' true, "answer": "'
+CITE_OPENING = '", "cite": ['
+# The forced parts of the reply and the passage numbers, beyond the answer's own token budget.
+REPLY_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What the model said, before any checking."""
+
+    found: bool
+    answer: str
+    cited: list[Chunk]  # the passages it cited, in its order
+    found_probability: float  # P(" true") against P(" false") where it chose
+    answer_logprob: float | None  # mean log-probability of the answer's tokens; None if none
+    prompt_tokens: int
+    answer_tokens: int  # tokens of the answer text, each one decode step
+    completion_tokens: int  # answer and passage-number tokens the model chose
+    decode_calls: int  # llama_decode calls, batched segments included
+    decode_steps: int  # calls that read a single token
+
+
+@dataclass(eq=False)
+class Drafter(SequenceReader):
+    """Writes the model's reply on its own KV sequence: P(found), the answer, the citations."""
+
+    prompt: AnswerPrompt
+    max_answer_tokens: int
+
+    def __post_init__(self) -> None:
+        engine = self.engine
+        self._true = first_token_ids(engine, ("true", " true"))
+        self._false = first_token_ids(engine, ("false", " false"))
+        self._opening = engine.tokenize(ANSWER_OPENING)
+        self._next_number = engine.tokenize(", ")
+        self._choices = {engine.tokenize(d)[0]: d for d in "0123456789"}
+        for end in ("]", "]}"):  # the model ends a list either way
+            if len(ids := engine.tokenize(end)) == 1:
+                self._choices[ids[0]] = "]"
+        self._choices[self._next_number[0]] = ","
+
+    @cached_property
+    def prefix(self) -> list[int]:
+        """The tokens every answer prompt of this layout starts with: kept in the cache."""
+        return self.prompt.fixed_prefix()
+
+    def claim(self, question: str, passages: list[Passage]) -> int:
+        """The context the reply to ``question`` over ``passages`` may take, prompt included."""
+        prompt = self.engine.tokenize(self.prompt.plan(question, passages).text)
+        return len(prompt) + len(self.engine.tokenize(FOUND_KEY)) + self.max_answer_tokens \
+            + REPLY_TOKENS
+
+    def generate(self, question: str, passages: list[Passage],
+                 on_delta: DeltaCallback | None = None, guard: Guard = NO_GUARD) -> Draft:
+        plan = self.prompt.plan(question, passages)
+        before = (self.engine.stats.calls, self.engine.stats.steps)
+        head = self.engine.tokenize(plan.text + FOUND_KEY)
+        answer, cited, answer_tokens, cite_tokens = "", [], 0, 0
+        logprobs: list[float] = []
+        with self.engine.beyond(self.seq, len(self.prefix)):
+            verdict, first = self.engine.sync(self.seq, head + self._opening,
+                                              (len(head) - 1, -1), guard)
+            p_found = choice_probability(verdict, self._true, self._false)
+            found_probability = 0.5 if p_found is None else p_found
+            if found_probability >= 0.5:
+                scanner, logprobs = self._answer_text(first, on_delta, guard)
+                answer_tokens = len(logprobs)
+                numbers, cite_tokens = self._cite(scanner.pending, set(plan.numbers), guard)
+                answer, cited = scanner.text().strip(), [plan.numbers[n] for n in numbers]
+        return Draft(
+            found=found_probability >= 0.5,
+            answer=answer,
+            cited=cited,
+            found_probability=found_probability,
+            answer_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
+            prompt_tokens=len(head),
+            answer_tokens=answer_tokens,
+            completion_tokens=answer_tokens + cite_tokens,
+            decode_calls=self.engine.stats.calls - before[0],
+            decode_steps=self.engine.stats.steps - before[1],
+        )
+
+    def _answer_text(self, logits: Logits, on_delta: DeltaCallback | None,
+                     guard: Guard) -> tuple[JsonStringScanner, list[float]]:
+        """Greedy decoding of the answer string, and the log-probability of each token read
+        into it; the token that closes it is not read."""
+        scanner = JsonStringScanner()
+        logprobs: list[float] = []
+        while len(logprobs) < self.max_answer_tokens:
+            token = int(np.argmax(logits))
+            if self.engine.is_end(token):
+                break
+            delta = scanner.feed(self.engine.piece(token))
+            if delta and on_delta:
+                on_delta(delta)
+            if scanner.closed:
+                break
+            logprobs.append(token_logprob(logits, token))
+            logits = self.engine.extend(self.seq, [token], guard=guard)[0]
+            scanner.read()
+        return scanner, logprobs
+
+    def _cite(self, pending: str, valid: set[int], guard: Guard) -> tuple[list[int], int]:
+        """Passage numbers, digit by digit, each choice restricted to what keeps the list valid."""
+        logits = self.engine.extend(self.seq, self.engine.tokenize(pending + CITE_OPENING),
+                                    guard=guard)[0]
+        chosen: list[int] = []
+        current, tokens = "", 0
+        while options := self._cite_options(current, valid - set(chosen), len(chosen)):
+            token = max(options, key=lambda t: float(logits[t]))
+            tokens += 1
+            if options[token] == "]":
+                break
+            if options[token] == ",":
+                chosen.append(int(current))
+                current = ""
+                logits = self.engine.extend(self.seq, self._next_number, guard=guard)[0]
+                continue
+            current += options[token]
+            logits = self.engine.extend(self.seq, [token], guard=guard)[0]
+        if current:
+            chosen.append(int(current))
+        return chosen, tokens
+
+    def _cite_options(self, current: str, unused: set[int], cited: int) -> dict[int, str]:
+        """The tokens that may come next in the list: digits that still lead to an unused valid
+        number, then "," or "]" once a number is complete; {} when the list must end."""
+        names = {str(n) for n in unused}
+        complete = current in names
+        if complete and cited + 1 == MAX_CITED:
+            return {}
+        options = {t: c for t, c in self._choices.items()
+                   if c.isdigit() and any(n.startswith(current + c) for n in names)}
+        if complete or (not current and not cited):
+            options |= {t: c for t, c in self._choices.items() if c == "]"}
+        if complete and len(names) > 1:
+            options |= {t: c for t, c in self._choices.items() if c == ","}
+        if set(options.values()) == {"]"}:
+            return {}
+        return options
+
+
+class JsonStringScanner:
+    """Reads a JSON string value as the model writes it, one token piece at a time: where it
+    ends (the first unescaped quote), its decoded text so far, and the part of the last piece not
+    yet read into the KV cache."""
+
+    def __init__(self) -> None:
+        self.raw = b""
+        self.closed = False
+        self._escaping = False
+        self._read = 0  # raw bytes already in the KV cache
+        self._shown = 0  # characters already handed out as deltas
+
+    def feed(self, piece: bytes) -> str:
+        """Add one piece; returns the newly decodable text."""
+        for i, byte in enumerate(piece):
+            if self._escaping:
+                self._escaping = False
+            elif byte == 0x5C:  # backslash
+                self._escaping = True
+            elif byte in (0x22, 0x0A, 0x0D):  # a quote ends it; so does a raw newline (invalid)
+                self.closed = True
+                piece = piece[:i]
+                break
+        self.raw += piece
+        text = self.text()
+        delta, self._shown = text[self._shown:], len(text)
+        return delta
+
+    def read(self) -> None:
+        """Everything fed so far is now in the KV cache."""
+        self._read = len(self.raw)
+
+    @property
+    def pending(self) -> str:
+        """Answer text from the closing piece, which was not read into the KV cache."""
+        return self.raw[self._read:].decode(errors="ignore")
+
+    def text(self) -> str:
+        """The decoded value so far, up to the last complete character and escape."""
+        raw = _complete_escapes(self.raw.decode(errors="ignore"))
+        try:
+            return str(json.loads(f'"{raw}"'))
+        except ValueError:
+            return raw  # an invalid escape: keep the characters as written
+
+
+def _complete_escapes(raw: str) -> str:
+    """``raw`` cut before a trailing escape sequence that is not complete yet."""
+    i = 0
+    while i < len(raw):
+        if raw[i] != "\\":
+            i += 1
+            continue
+        length = 6 if raw[i + 1 : i + 2] == "u" else 2
+        if i + length > len(raw):
+            return raw[:i]
+        i += length
+    return raw

@@ -1,0 +1,115 @@
+"""Building a pipeline: load the index and the models once, swap in a new index, warm the caches.
+
+The engine holds one KV sequence per component that reads with it (``SEQUENCES``); each
+component is handed its own. A reload keeps every model and builds only what depends on the
+index; ``warm_up`` brings the fixed prompt prefixes into the KV cache (from their saved states
+when they match, else by reading them and saving the states) so the first real question is as
+fast as the next ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from rag.answer.citations import CitationChecker
+from rag.answer.drafting import Drafter
+from rag.answer.followup import Resolver
+from rag.answer.layouts import choose_layout
+from rag.answer.prompts import load_template
+from rag.answer.verification import Verifier
+from rag.decision.policy import Policy
+from rag.decision.scorers import choice_for
+from rag.llm import kv_state, selftest
+from rag.llm.engine import Engine, KvSequence, ModelChoice
+from rag.llm.loading import choose_model, load_engine
+from rag.pipeline import Pipeline
+from rag.retrieval.embedder import Embedder
+from rag.retrieval.search import Retriever
+from rag.retrieval.store import KV_STATES, StoredIndex, load_index
+from rag.settings import Settings
+
+SEQUENCES = ("answer", "verify", "followup")
+log = logging.getLogger("rag.pipeline")
+
+
+def load_pipeline(settings: Settings, embedder: Embedder | None = None,
+                  explain: bool = False) -> Pipeline:
+    """The index at ``settings.index_dir`` and the configured models, ready to answer; with
+    ``explain`` every draft is measured in full (the eval harness replays other policies)."""
+    embedder = embedder or Embedder(settings.threads)
+    index = load_index(settings.index_dir, embedder.name)
+    model = choose_model(settings)
+    policy = _policy(settings, model)
+    engine = load_engine(settings, model, SEQUENCES)
+    verifier = None
+    if policy.measures or explain:
+        verifier = Verifier(engine, engine.sequence("verify"),
+                            load_template(settings.verify_prompt, settings.prompts_dir),
+                            settings.max_answer_tokens)
+    resolver = Resolver(engine, engine.sequence("followup"),
+                        load_template(settings.followup_prompt, settings.prompts_dir),
+                        settings.max_history_turns)
+    return Pipeline(
+        retriever=Retriever(index, embedder, settings),
+        resolver=resolver,
+        drafter=_drafter(settings, engine, index),
+        checker=CitationChecker(embedder, settings.min_support, index.documents),
+        verifier=verifier,
+        policy=policy,
+        timeout_s=settings.request_timeout_s,
+        explain=explain,
+    )
+
+
+def with_index(pipeline: Pipeline, settings: Settings, index_dir: Path) -> Pipeline:
+    """The same models over the index now at ``index_dir`` (a reload: nothing is loaded twice;
+    ``warm_up`` brings in the new prompt prefix)."""
+    embedder = pipeline.retriever.embedder
+    index = load_index(index_dir, embedder.name)
+    return replace(
+        pipeline,
+        retriever=Retriever(index, embedder, settings),
+        drafter=_drafter(settings, pipeline.drafter.engine, index),
+        checker=CitationChecker(embedder, settings.min_support, index.documents),
+    )
+
+
+def warm_up(pipeline: Pipeline, settings: Settings) -> None:
+    """Every fixed prompt prefix in its KV sequence, from a saved state when one matches."""
+    engine = pipeline.drafter.engine
+    key = {"index_fingerprint": pipeline.index.manifest.fingerprint,
+           "model": engine.model.identity, "build": selftest.build_id()}
+    drafter = pipeline.drafter
+    parts: list[tuple[str, KvSequence, list[int], str]] = [
+        (f"answer-{drafter.prompt.mode}", drafter.seq, drafter.prefix,
+         drafter.prompt.template.version)]
+    if pipeline.verifier is not None:
+        parts.append(("verify", pipeline.verifier.seq, pipeline.verifier.prefix,
+                      pipeline.verifier.template.version))
+    parts.append(("followup", pipeline.resolver.seq, pipeline.resolver.prefix,
+                  pipeline.resolver.template.version))
+    folder = pipeline.index.path / KV_STATES
+    for name, seq, tokens, template in parts:
+        outcome = kv_state.prepare(engine, seq, tokens, folder, name,
+                                   kv_state.prefix_key(tokens, template=template, **key))
+        log.info(json.dumps({"event": "prefix", "name": name, "tokens": len(tokens),
+                             "state": outcome}))
+    # One step past the prefix pages every weight in; a loaded state touches none of them.
+    first = parts[0][2]
+    engine.extend(drafter.seq, first[-1:])
+    engine.truncate(drafter.seq, len(first))
+
+
+def _policy(settings: Settings, model: ModelChoice) -> Policy:
+    """The generator's scorer, at the configured operating point or the one chosen for it."""
+    choice = choice_for(model.name)
+    floor = choice.min_confidence if settings.min_confidence is None else settings.min_confidence
+    return Policy(choice.scorer, settings.min_relevance, floor)
+
+
+def _drafter(settings: Settings, engine: Engine, index: StoredIndex) -> Drafter:
+    return Drafter(engine, engine.sequence("answer"), choose_layout(settings, engine, index),
+                   settings.max_answer_tokens)

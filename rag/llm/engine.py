@@ -1,0 +1,300 @@
+"""The decoding engine: one llama.cpp model, one context, named KV sequences, our own steps.
+
+llama-cpp-python's completion API re-reads what it cannot match, decodes every token one step at
+a time (forced JSON keys included) and keeps one sequence per context, so a verifier needed a
+second loaded model. Here the project drives llama.cpp itself:
+
+* ``extend`` reads any number of tokens into a sequence in batched ``llama_decode`` calls and
+  returns the logits of exactly the positions asked for (no ``logits_all``);
+* ``sync`` makes a sequence hold a given token list, keeping the longest prefix already in the KV
+  cache, so fixed prompt prefixes are read once per process (``rag.llm.kv_state`` saves them);
+* one unified KV cache holds a sequence per name the owner asked for (the answer, its
+  verification, follow-up rewriting): one set of weights for all of them.
+
+Every llama.cpp call is preceded by the request's ``Guard`` check (``rag.guard``), so a
+cancelled or overdue request stops within one step. llama_cpp is imported on construction
+only: ``rag.llm.selftest`` must have run the build in a child before it is loaded into this process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rag.errors import ContextFullError, InputError
+from rag.guard import NO_GUARD, Guard
+
+Logits = npt.NDArray[np.single]
+
+
+@dataclass
+class DecodeStats:
+    calls: int = 0  # llama_decode calls (each batched segment is one)
+    tokens: int = 0  # tokens read
+    steps: int = 0  # calls that read a single token: one decode step each
+
+
+@dataclass
+class KvSequence:
+    """What one sequence of the KV cache holds, token by token."""
+
+    seq_id: int
+    name: str
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A generator file, resolved and verified once (``rag.llm.loading.choose_model``)."""
+
+    path: Path
+    name: str  # display name, and the key of per-model choices
+    identity: str  # what distinguishes the weights, for keys of saved KV states
+
+
+class Engine:
+    def __init__(self, model: ModelChoice, *, sequences: Sequence[str], n_ctx: int,
+                 n_batch: int, n_threads: int, n_threads_batch: int,
+                 flash_attn: bool = False) -> None:
+        """``sequences``: the names of the KV sequences its users will hold, one each."""
+        import llama_cpp
+        from llama_cpp import _internals, _logger, llama_chat_format
+
+        _logger.set_verbose(False)  # llama.cpp's own log: errors only
+        self._lib: Any = llama_cpp
+        _init_backend(llama_cpp)
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        self._model = _internals.LlamaModel(path_model=str(model.path), params=model_params,
+                                            verbose=False)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
+        params.n_threads, params.n_threads_batch = n_threads, n_threads_batch
+        params.n_seq_max, params.kv_unified = len(sequences), True
+        params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                                  else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        self._context = _internals.LlamaContext(model=self._model, params=params, verbose=False)
+        self._ctx = self._context.ctx
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, len(sequences))
+        self._piece = ctypes.create_string_buffer(256)
+        self.model = model
+        self.name = model.name
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        self.n_vocab = self._model.n_vocab()
+        self.stats = DecodeStats()
+        self._sequences = {name: KvSequence(i, name) for i, name in enumerate(sequences)}
+        self._formatter = _chat_formatter(self._model, llama_chat_format)
+
+    # ---- text ---------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of ``text``; chat-template markers such as <|im_start|> are special tokens."""
+        return list(self._model.tokenize(text.encode(), False, True))
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (a multi-byte character may span several tokens)."""
+        size = self._lib.llama_token_to_piece(self._model.vocab, token, self._piece, 256, 0, False)
+        return self._piece.raw[:max(size, 0)]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode(errors="ignore")
+
+    def is_end(self, token: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self._model.vocab, token))
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The model's own chat template applied to ``messages``, ready for the reply."""
+        return str(self._formatter(messages=messages).prompt)
+
+    # ---- the KV cache -------------------------------------------------------------------
+
+    def sequence(self, name: str) -> KvSequence:
+        """The KV sequence reserved for ``name`` when the engine was made."""
+        return self._sequences[name]
+
+    @property
+    def used(self) -> int:
+        """Cells every sequence holds together."""
+        return sum(len(s.tokens) for s in self._sequences.values())
+
+    def extend(self, seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
+               guard: Guard = NO_GUARD) -> list[Logits]:
+        """Read ``tokens`` after what ``seq`` holds, ``n_batch`` at a time; return the logits at
+        ``outputs`` (indices into ``tokens``, negative from the end), in that order."""
+        if not tokens:
+            raise ValueError("nothing to read")
+        wanted = sorted({i % len(tokens) for i in outputs})
+        self._check_room(len(tokens))
+        rows: dict[int, Logits] = {}
+        for start in range(0, len(tokens), self.n_batch):
+            guard.check()
+            chunk = list(tokens[start:start + self.n_batch])
+            marks = tuple(i - start for i in wanted if start <= i < start + len(chunk))
+            self._decode(seq, chunk, marks)
+            for mark in marks:
+                rows[start + mark] = self._logits(mark)
+        return [rows[i % len(tokens)] for i in outputs]
+
+    def sync(self, seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
+             guard: Guard = NO_GUARD) -> list[Logits]:
+        """Make ``seq`` hold ``tokens``, reading only what differs from its cached prefix."""
+        keep = _common_prefix(seq.tokens, tokens)
+        earliest = min(i % len(tokens) for i in outputs)
+        keep = min(keep, earliest)  # logits exist only for positions read now
+        self.truncate(seq, keep)
+        return self.extend(seq, tokens[keep:], [i % len(tokens) - keep for i in outputs], guard)
+
+    @contextmanager
+    def beyond(self, seq: KvSequence, keep: int) -> Iterator[None]:
+        """Reads on ``seq`` past its first ``keep`` tokens (a fixed prefix), dropped again
+        afterwards. Every question then starts from the same cache state, so its numbers do not
+        depend on the question before it (the cells a read lands in change the last digits)."""
+        self.truncate(seq, keep)
+        try:
+            yield
+        finally:
+            self.truncate(seq, keep)
+
+    def truncate(self, seq: KvSequence, length: int) -> None:
+        if length < len(seq.tokens):
+            self._lib.llama_memory_seq_rm(self._memory, seq.seq_id, length, -1)
+            del seq.tokens[length:]
+
+    def save(self, seq: KvSequence, path: Path) -> None:
+        array = (self._lib.llama_token * len(seq.tokens))(*seq.tokens)
+        written = self._lib.llama_state_seq_save_file(self._ctx, str(path).encode(), seq.seq_id,
+                                                      array, len(seq.tokens))
+        if not written:
+            raise OSError(f"llama.cpp could not write {path}")
+
+    def load(self, seq: KvSequence, path: Path, expected: Sequence[int]) -> bool:
+        """Load a saved sequence into ``seq``; True only if it holds exactly ``expected``."""
+        self.truncate(seq, 0)
+        capacity = len(expected) + 1
+        array = (self._lib.llama_token * capacity)()
+        count = ctypes.c_size_t(0)
+        read = self._lib.llama_state_seq_load_file(self._ctx, str(path).encode(), seq.seq_id,
+                                                   array, capacity, ctypes.byref(count))
+        if read and list(array[:count.value]) == list(expected):
+            seq.tokens = list(expected)
+            return True
+        self._lib.llama_memory_seq_rm(self._memory, seq.seq_id, 0, -1)
+        return False
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        self._context.close()  # type: ignore[no-untyped-call]
+        self._model.close()  # type: ignore[no-untyped-call]
+
+    # ---- internals ----------------------------------------------------------------------
+
+    def _check_room(self, adding: int) -> None:
+        # The budget (rag.answer.budget) plans so this never fires; llama.cpp would fail less
+        # clearly if it did.
+        if self.used + adding > self.n_ctx:
+            raise ContextFullError(
+                f"the prompt needs {self.used + adding} tokens of context but the model holds "
+                f"{self.n_ctx} (setting RAG_N_CTX); ask a shorter question or use fewer passages"
+            )
+
+    def _decode(self, seq: KvSequence, tokens: list[int], marks: tuple[int, ...]) -> None:
+        batch, start = self._batch, len(seq.tokens)
+        batch.n_tokens = len(tokens)
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = start + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq.seq_id
+            batch.logits[i] = i in marks
+        status = self._lib.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise ContextFullError(f"llama.cpp could not read {len(tokens)} more tokens "
+                                   f"(llama_decode returned {status})")
+        seq.tokens.extend(tokens)
+        self.stats.calls += 1
+        self.stats.tokens += len(tokens)
+        self.stats.steps += len(tokens) == 1
+
+    def _logits(self, row: int) -> Logits:
+        pointer = self._lib.llama_get_logits_ith(self._ctx, row)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+
+
+@dataclass(eq=False)
+class SequenceReader:
+    """A component that reads with the engine on a KV sequence of its own."""
+
+    engine: Engine
+    seq: KvSequence
+
+
+def choice_probability(logits: Logits, chosen: list[int], other: list[int]) -> float | None:
+    """P(chosen tokens) against P(other tokens) at one step; None if the model gives neither
+    any weight."""
+    weights = np.exp(logits - logits.max())
+    yes, no = weights[chosen].sum(), weights[other].sum()
+    return float(yes / (yes + no)) if yes + no > 0 else None
+
+
+def token_logprob(logits: Logits, token: int) -> float:
+    """log P(token) at one step (a log-softmax over the vocabulary)."""
+    top = float(logits.max())
+    return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+
+
+def shared_prefix(engine: Engine, first: list[dict[str, str]],
+                  second: list[dict[str, str]]) -> list[int]:
+    """The tokens two chat prompts start with: rendered with fields that differ everywhere they
+    can, this is the fixed prefix every prompt of a template shares."""
+    a, b = (engine.tokenize(engine.render(messages)) for messages in (first, second))
+    return a[:_common_prefix(a, b)]
+
+
+def first_token_ids(engine: Engine, words: tuple[str, ...]) -> list[int]:
+    """The ids of the first token of each word, for reading a choice off the logits."""
+    return sorted({engine.tokenize(w)[0] for w in words})
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+_backend_ready = False
+
+
+def _init_backend(llama_cpp: Any) -> None:
+    global _backend_ready
+    if not _backend_ready:
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
+def _chat_formatter(model: Any, llama_chat_format: Any) -> Any:
+    metadata = model.metadata()
+    template = metadata.get("tokenizer.chat_template")
+    if not template:
+        raise InputError(f"{model.path_model} has no chat template; use an instruction model")
+
+    def token_text(token: int) -> str:
+        return str(model.token_get_text(token)) if token != -1 else ""
+
+    return llama_chat_format.Jinja2ChatFormatter(
+        template=template, eos_token=token_text(model.token_eos()),
+        bos_token=token_text(model.token_bos()), add_generation_prompt=True,
+    )

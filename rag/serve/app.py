@@ -1,0 +1,363 @@
+"""The HTTP service: a thin litestar layer over ``Pipeline.ask`` (state in ``rag.serve.service``).
+
+Every question route admits the request at the model gate before its response starts (a full
+queue is a 503 with Retry-After, streams included), then answers in a worker thread under a
+``Guard``: the client going away (a stream consumer stopping, or a non-streaming client
+disconnecting) or the request timeout stops the generation before its next llama.cpp call.
+Errors become JSON in one place (``rag.serve.errors``); API keys are checked in one place
+(``rag.serve.auth``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+import msgspec
+from litestar import Litestar, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
+from litestar.params import JSONBody
+from litestar.response import Stream
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from rag.guard import Guard
+from rag.serve import auth, openai_api
+from rag.serve.admission import Admission, ModelGate
+from rag.serve.errors import ERROR_RESPONSES, error_body, handle_error
+from rag.serve.openai_api import ChatRequest, sse
+from rag.serve.page import add_web_page
+from rag.serve.service import Service
+from rag.settings import Settings
+from rag.types import Answer, Question, Turn
+
+log = logging.getLogger("rag.http")
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+ServiceDep = NamedDependency[Service]
+
+
+class HistoryTurn(msgspec.Struct):
+    role: str  # "user" or "assistant"
+    content: str
+
+
+class AskRequest(msgspec.Struct):
+    question: str
+    top_k: int | None = None
+    # Earlier turns, oldest first: a follow-up question is rewritten to stand alone.
+    history: list[HistoryTurn] = msgspec.field(default_factory=list)
+    # This request's operating point: refuse an answer whose P(right) is below it.
+    min_confidence: float | None = None
+
+    def checked(self, settings: Settings) -> Question:
+        turns = [Turn(t.role, t.content) for t in self.history]
+        return Question.checked(self.question, settings, self.top_k, turns, self.min_confidence)
+
+
+def provide_service(state: State) -> Service:
+    service: Service = state.service
+    return service
+
+
+# ---- routes ---------------------------------------------------------------------------------
+
+
+@get("/healthz", sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", sync_to_thread=False, responses=ERROR_RESPONSES)
+def readyz(service: ServiceDep) -> Response[dict[str, Any]]:
+    if service.pipeline is not None:
+        return Response({"status": "ready"}, status_code=200)
+    status = "failed" if service.load_error else "loading"
+    return Response({"status": status, "error": service.load_error}, status_code=503)
+
+
+@get("/v1/index", sync_to_thread=False, responses=ERROR_RESPONSES)
+def index_info(service: ServiceDep) -> dict[str, Any]:
+    pipeline = service.ready()
+    manifest = pipeline.index.manifest
+    return {
+        "documents": [
+            {"doc_id": d.doc_id, "path": d.path, "chars": d.chars, "chunks": d.chunks,
+             "sha256": d.sha256}
+            for d in manifest.documents
+        ],
+        "chunk_count": manifest.chunk_count,
+        "fingerprint": manifest.fingerprint,
+        "created_at": manifest.created_at,
+        "build_seconds": manifest.build_seconds,
+        "dense_index": manifest.dense_index,
+        "chunking": {"max_tokens": manifest.chunk_tokens, "overlap_tokens": manifest.chunk_overlap,
+                     "encoding": manifest.token_encoding},
+        "models": {"embedding": manifest.embed_model, "generator": pipeline.model_name},
+        "prompt": pipeline.prompt_version,
+        "prompt_mode": pipeline.drafter.prompt.mode,
+    }
+
+
+@post("/v1/index/reload", status_code=200, responses=ERROR_RESPONSES)
+async def reload_index(service: ServiceDep) -> dict[str, Any]:
+    """Swap in the index now at the configured path, between requests."""
+    return await anyio.to_thread.run_sync(service.reload)
+
+
+@post("/v1/ask", status_code=200, responses=ERROR_RESPONSES)
+async def ask(
+    data: JSONBody[AskRequest], service: ServiceDep, request: Request[Any, Any, Any]
+) -> dict[str, Any]:
+    service.ready()
+    question = data.checked(service.settings)
+    admission = service.gate.admit()
+    async with cancel_on_disconnect(request) as cancelled:
+        guard = Guard(cancelled, service.settings.request_timeout_s)
+        answer = await service.ask(question, admission, guard)
+    _note(request, answer)
+    return answer.to_dict()
+
+
+@post("/v1/ask/stream", status_code=200, responses=ERROR_RESPONSES)
+async def ask_stream(
+    data: JSONBody[AskRequest], service: ServiceDep, request: Request[Any, Any, Any]
+) -> Stream:
+    service.ready()
+    question = data.checked(service.settings)
+    admission = service.gate.admit()  # a full queue is a 503 before the stream starts
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b": answering\n\n"  # first byte at once: time to first byte never waits for the model
+        async for kind, payload in _run_streaming(service, question, admission):
+            if kind == "passages":
+                yield sse("passages", {"passages": [p.to_dict() for p in payload]})
+            elif kind == "delta":
+                yield sse("delta", {"text": payload})
+            elif kind == "answer":
+                _note(request, payload)
+                yield sse("answer", payload.to_dict())
+            else:
+                yield sse("error", error_body(payload)[1])
+
+    return _stream(events(), admission)
+
+
+@post("/v1/chat/completions", status_code=200, responses=ERROR_RESPONSES)
+async def chat_completions(
+    data: JSONBody[ChatRequest], service: ServiceDep, request: Request[Any, Any, Any]
+) -> Any:
+    service.ready()
+    question = openai_api.question(data, service.settings)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    admission = service.gate.admit()
+    if not data.stream:
+        async with cancel_on_disconnect(request) as cancelled:
+            guard = Guard(cancelled, service.settings.request_timeout_s)
+            answer = await service.ask(question, admission, guard)
+        _note(request, answer)
+        return openai_api.completion(completion_id, answer)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        model = service.ready().model_name
+        yield openai_api.chunk(completion_id, model, {"role": "assistant", "content": ""})
+        async for kind, payload in _run_streaming(service, question, admission):
+            if kind == "answer":
+                # Only checked text reaches the client: a refusal cannot be unsent.
+                _note(request, payload)
+                yield openai_api.chunk(completion_id, model, {"content": payload.answer})
+                yield openai_api.chunk(completion_id, model, {}, finish_reason="stop",
+                                          extra=openai_api.answer_extras(payload))
+            elif kind == "error":
+                yield sse(None, {"error": error_body(payload)[1]["error"]})
+        yield b"data: [DONE]\n\n"
+
+    return _stream(chunks(), admission)
+
+
+# ---- streaming and cancellation -------------------------------------------------------------
+
+
+def _stream(body: AsyncIterator[bytes], admission: Admission) -> Stream:
+    # The admission is released when the answer is done; the background task also releases it
+    # when the client left before the stream even started (release happens once).
+    return Stream(body, media_type="text/event-stream", headers=_STREAM_HEADERS,
+                  background=BackgroundTask(admission.release))
+
+
+async def _run_streaming(
+    service: Service, question: Question, admission: Admission,
+) -> AsyncIterator[tuple[str, Any]]:
+    """Run one question in a worker thread; yield ("passages"|"delta"|"answer"|"error", payload).
+
+    If the consumer stops (the client disconnected), the generation stops before its next
+    llama.cpp call.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    guard = Guard(threading.Event(), service.settings.request_timeout_s)
+
+    def emit(kind: str, payload: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
+
+    async def work() -> None:
+        try:
+            answer = await service.ask(
+                question, admission, guard,
+                on_passages=lambda ps: emit("passages", ps),
+                on_delta=lambda text: emit("delta", text),
+            )
+            emit("answer", answer)
+        except Exception as exc:
+            emit("error", exc)
+
+    task = asyncio.create_task(work())
+    try:
+        while True:
+            kind, payload = await queue.get()
+            yield kind, payload
+            if kind in {"answer", "error"}:
+                break
+    finally:
+        assert guard.cancelled is not None
+        guard.cancelled.set()
+        if task.done():
+            task.result()
+
+
+@asynccontextmanager
+async def cancel_on_disconnect(request: Request[Any, Any, Any]) -> AsyncIterator[threading.Event]:
+    """An event set when the client of a (non-streaming) request disconnects: the body has been
+    read, so the next ASGI message can only be the disconnect."""
+    cancelled = threading.Event()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        cancelled.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield cancelled
+    finally:
+        watcher.cancel()
+
+
+def _note(request: Request[Any, Any, Any], answer: Answer) -> None:
+    """What the access log line reports about the answer."""
+    request.scope.setdefault("state", {})["rag"] = {
+        "refused": answer.refused, "citations": len(answer.citations),
+    }
+
+
+# ---- before every request: the key, then the body's media type ------------------------------
+
+
+def guard_request(keys: frozenset[str]) -> Callable[[Request[Any, Any, Any]], None]:
+    def before(request: Request[Any, Any, Any]) -> None:
+        auth.check(request.url.path, request.headers.get("authorization"), keys)
+        has_body = request.headers.get("content-length", "0") != "0" or (
+            "transfer-encoding" in request.headers)
+        if request.method == "POST" and has_body:
+            media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type != "application/json":
+                raise HTTPException(
+                    status_code=415,
+                    detail="send the body as application/json "
+                           f"(got {media_type or 'no content type'})",
+                )
+
+    return before
+
+
+# ---- one structured log line per request ----------------------------------------------------
+
+
+def access_log(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, record)
+        finally:
+            rag_state = scope.get("state", {}).get("rag", {})
+            log.info(json.dumps({
+                "method": scope.get("method"), "route": scope["path"], "status": status,
+                "latency_s": round(time.perf_counter() - started, 3),
+                "refused": rag_state.get("refused"), "citations": rag_state.get("citations"),
+            }))
+
+    return middleware
+
+
+# ---- the app --------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings) -> Litestar:
+    service = Service(settings=settings, gate=ModelGate(settings.max_queue))
+    keys = auth.load_keys(settings)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        threading.Thread(target=service.load, name="rag-load", daemon=True).start()
+        loop = asyncio.get_running_loop()
+        # Signals reach the main thread only; an app run elsewhere (a test client) has no SIGHUP.
+        hangup = threading.current_thread() is threading.main_thread()
+        if hangup:
+            loop.add_signal_handler(signal.SIGHUP, _reload_on_signal, service)
+        yield
+        if hangup:
+            loop.remove_signal_handler(signal.SIGHUP)
+
+    return Litestar(
+        route_handlers=[healthz, readyz, index_info, reload_index, ask, ask_stream,
+                        chat_completions],
+        dependencies={"service": Provide(provide_service, sync_to_thread=False)},
+        state=State({"service": service}),
+        lifespan=[lifespan],
+        on_app_init=[add_web_page],  # GET / and /static/*: the web page (rag/web_page.py)
+        before_request=guard_request(keys),
+        cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST"],
+                               allow_headers=["Authorization", "Content-Type"])
+        if origins else None,
+        request_max_body_size=settings.max_body_bytes,
+        exception_handlers={Exception: handle_error},
+        middleware=[access_log],
+        logging_config=None,  # `rag serve` sets up logging: one JSON line per request
+        debug=False,
+    )
+
+
+def _reload_on_signal(service: ServiceDep) -> None:
+    def run() -> None:
+        try:
+            service.reload()
+        except Exception as exc:  # logged by reload; a signal has nobody to answer
+            log.error(json.dumps({"event": "sighup_reload_failed", "error": str(exc)}))
+
+    threading.Thread(target=run, name="rag-reload", daemon=True).start()

@@ -1,0 +1,116 @@
+"""The service's state: one pipeline behind one model gate, loaded in the background, swapped
+for a new index between requests.
+
+``/healthz`` answers at once and ``/readyz`` turns 200 when loading is done; every question waits
+for its turn at the ``ModelGate`` in a worker thread while the event loop stays free. A reload
+(``POST /v1/index/reload`` or SIGHUP) loads the new index beside the old one and swaps it in on
+the model's turn, so no request fails; if the new index does not load, the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+
+from index_build.build import ensure_default_index
+from rag import errors
+from rag.factory import load_pipeline, warm_up, with_index
+from rag.guard import Guard
+from rag.pipeline import Pipeline
+from rag.serve.admission import Admission, ModelGate
+from rag.settings import Settings
+from rag.types import Answer, Passage, Question
+
+log = logging.getLogger("rag.http")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    gate: ModelGate
+    pipeline: Pipeline | None = None
+    load_error: str | None = None
+    loaded_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+    # One reload at a time. Typed Any: litestar inspects this class (the routes' dependency),
+    # and threading.Lock is a factory function, not a type it can describe.
+    _reloading: Any = field(default_factory=threading.Lock)
+
+    def ready(self) -> Pipeline:
+        if self.pipeline is not None:
+            return self.pipeline
+        if self.load_error:
+            raise errors.NotReadyError(f"the service failed to load: {self.load_error}")
+        raise errors.NotReadyError(
+            "the service is still loading the index and models; retry shortly")
+
+    def load(self) -> None:
+        try:
+            ensure_default_index(self.settings, announce=log.info)
+            pipeline = load_pipeline(self.settings)
+            warm_up(pipeline, self.settings)
+            self.pipeline, self.load_error = pipeline, None
+            self.loaded_at = time.time()
+            load_s = round(self.loaded_at - self.started_at, 2)
+            log.info(json.dumps({"event": "ready", "load_s": load_s}))
+        except Exception as exc:  # reported by /readyz and every question route
+            self.load_error = str(exc)
+            log.error(json.dumps({"event": "load_failed", "error": str(exc)}))
+
+    def reload(self) -> dict[str, object]:
+        """Swap in the index now at the configured path (a worker thread's job). Before the
+        first successful load, this retries the whole load."""
+        with self._reloading:
+            if self.pipeline is None:
+                self.load()
+                self.ready()
+                return {"status": "loaded", "chunks": self.ready().index.manifest.chunk_count}
+            current = self.pipeline
+            try:
+                fresh = with_index(current, self.settings, self.settings.index_dir)
+            except errors.RagError as exc:
+                log.error(json.dumps({"event": "reload_failed", "error": str(exc)}))
+                raise errors.ReloadFailedError(
+                    f"the new index did not load ({exc}); still serving the previous one"
+                ) from None
+
+            def swap() -> None:
+                warm_up(fresh, self.settings)  # on the model's turn: the prefix may change
+                self.pipeline = fresh
+
+            self.gate.run(swap)
+            manifest = fresh.index.manifest
+            log.info(json.dumps({"event": "reloaded", "fingerprint": manifest.fingerprint}))
+            return {"status": "reloaded", "chunks": manifest.chunk_count,
+                    "fingerprint": manifest.fingerprint}
+
+    async def ask(
+        self,
+        question: Question,
+        admission: Admission,
+        guard: Guard,
+        on_passages: Callable[[list[Passage]], None] | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> Answer:
+        pipeline = self.ready()
+
+        def job() -> Answer:
+            return pipeline.ask(question, on_passages=on_passages, on_delta=on_delta,
+                                guard=guard)
+
+        started = time.perf_counter()
+        try:
+            return await anyio.to_thread.run_sync(admission.run, job, guard)
+        except (errors.CancelledError, errors.DeadlineExceededError) as exc:
+            # A stopped generation is worth a line: the access log cannot tell it from an answer.
+            event = "cancelled" if isinstance(exc, errors.CancelledError) else "timeout"
+            log.info(json.dumps({"event": event,
+                                 "after_s": round(time.perf_counter() - started, 3)}))
+            raise
