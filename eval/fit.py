@@ -388,7 +388,7 @@ def cmd_curves(name: str, paths: list[Path]) -> None:
         out["reports"][path.stem] = {
             "at_operating_point": at_threshold(items, choice.min_confidence),
             "ece": round(error, 4), "area": round(area, 4), "reliability": bins}
-        _plot(path.stem, curve, bins, RESULTS / f"{name}-{path.stem}")
+        _plot(path.stem, curve, bins, RESULTS / f"{path.stem}-curves")
     (RESULTS / f"{name}-curves.json").write_text(json.dumps(out, indent=1) + "\n",
                                                   encoding="utf-8")
 

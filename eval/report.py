@@ -74,7 +74,8 @@ def _failed(row: dict[str, Any]) -> bool:
 
 def _question(row: dict[str, Any]) -> str:
     failed = [name for name, ok in row["pass"].items() if ok is False]
-    expected = ", ".join(row["gold_answers"]) or "(not answerable: should refuse)"
+    expected = ", ".join(gold if isinstance(gold, str) else " + ".join(gold)
+                         for gold in row["gold_answers"]) or "(not answerable: should refuse)"
     lines = [
         f"### {row['id']}: {row['question']}",
         *([f"- searching for: {row['standalone_question']}"] if row.get("standalone_question")

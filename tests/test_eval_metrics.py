@@ -172,7 +172,8 @@ def test_rates_print_with_count_and_interval() -> None:
 
 
 def test_markdown_report_carries_counts_and_lists_real_failures_first() -> None:
-    row = {"id": "t1", "question": "Who?", "gold_answers": ["Motegi"], "answer": "It was Motegi",
+    row = {"id": "t1", "question": "Who?", "gold_answers": ["Motegi", ["Toshimitsu", "Motegi"]],
+           "answer": "It was Motegi",
            "refused": False, "refusal_reason": None, "citations": [],
            "pass": {"answer_em": False, "answer_str_em": True, "refusal": True}}
     result = {name: 1.0 for name in METRIC_NAMES} | {
@@ -183,6 +184,7 @@ def test_markdown_report_carries_counts_and_lists_real_failures_first() -> None:
     assert "| answer_str_em | 1.000 (1/1) [0.21, 1.00] |" in text
     assert "## Failures (0)" in text
     assert "- missed, though right by answer_str_em: answer_em" in text
+    assert "- expected: Motegi, Toshimitsu + Motegi" in text  # a gold with parts
 
 
 def test_gate_checks_minimums_and_maximums() -> None:

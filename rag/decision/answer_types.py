@@ -9,7 +9,6 @@ expected answer can be recognized by its surface are checked; all others pass.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 _NUMBER_WORDS = (
     r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
@@ -26,46 +25,25 @@ _TIMES_OF_DAY = (
 )
 
 
-@dataclass(frozen=True)
-class AnswerType:
-    name: str
-    asked: re.Pattern[str]  # matches a question that wants this type
-    present: re.Pattern[str]  # matches an answer of this type
-
-
-ANSWER_TYPES = (
-    AnswerType(
-        "an amount",
-        re.compile(r"\bhow (many|much)\b"),
-        re.compile(rf"\d|%|\b({_NUMBER_WORDS})\b"),
-    ),
-    AnswerType(
-        "a year",
-        re.compile(r"\b(what|which) year\b"),
-        re.compile(r"\d{2,4}"),
-    ),
-    AnswerType(
-        "a date",
-        re.compile(r"\b(what|which) date\b"),
-        re.compile(rf"\d|\b({_MONTHS})\b"),
-    ),
-    AnswerType(
-        "a time of day",
-        re.compile(r"\bwhat time\b(?! (period|frame|span|of (the )?year))|\btime of day\b"),
-        re.compile(rf"\d|\b({_TIMES_OF_DAY})\b"),
-    ),
-    AnswerType(
-        "a percentage",
-        re.compile(r"\bwhat (percentage|percent|share|proportion)\b"),
-        re.compile(rf"\d|%|percent|\b({_NUMBER_WORDS})\b"),
-    ),
+# Each answer type: (its name, what a question that wants it says, what an answer of it has).
+ANSWER_TYPES: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
+    (name, re.compile(asked), re.compile(present)) for name, asked, present in (
+        ("an amount", r"\bhow (many|much)\b", rf"\d|%|\b({_NUMBER_WORDS})\b"),
+        ("a year", r"\b(what|which) year\b", r"\d{2,4}"),
+        ("a date", r"\b(what|which) date\b", rf"\d|\b({_MONTHS})\b"),
+        ("a time of day",
+         r"\bwhat time\b(?! (period|frame|span|of (the )?year))|\btime of day\b",
+         rf"\d|\b({_TIMES_OF_DAY})\b"),
+        ("a percentage", r"\bwhat (percentage|percent|share|proportion)\b",
+         rf"\d|%|percent|\b({_NUMBER_WORDS})\b"),
+    )
 )
 
 
 def type_mismatch(question: str, answer: str) -> str | None:
     """The kind of answer ``question`` asks for when ``answer`` is not of that kind, else None."""
     question, answer = question.lower(), answer.lower()
-    for kind in ANSWER_TYPES:
-        if kind.asked.search(question) and not kind.present.search(answer):
-            return kind.name
+    for name, asked, present in ANSWER_TYPES:
+        if asked.search(question) and not present.search(answer):
+            return name
     return None
