@@ -35,7 +35,10 @@ QUESTIONS: dict[str, str | None] = {
 }
 NOTE = ("The Varn ferry leaves Sill harbour at seven each morning. Its captain, Ada Holt, has "
         "run it since 2014. Tickets cost four crowns.\n")
-MAX_TRIES = 100  # 503s a client waits out per question before it counts as a failure
+# How long a client keeps waiting out 503s for one question before it counts as lost. Turns are
+# not first-come-first-served (whoever retries first after a slot frees gets it), so a client
+# can lose many rounds in a row: the limit is in time, well above the ~7 minutes 200 answers take.
+PATIENCE_S = 900
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +58,17 @@ class Outcome:
 
 def _ask(url: str, question: str) -> Outcome:
     """Ask as a well-behaved client: after a 503, wait as Retry-After says, then ask again."""
-    for tries in range(MAX_TRIES):
+    give_up = time.monotonic() + PATIENCE_S
+    tries = 0
+    while True:
         try:
             response = httpx.post(f"{url}/v1/ask", json={"question": question}, timeout=300)
         except httpx.TransportError:
             return Outcome(question, -1, tries, {})
-        if response.status_code != 503:
+        if response.status_code != 503 or time.monotonic() > give_up:
             return Outcome(question, response.status_code, tries, response.json())
+        tries += 1
         time.sleep(float(response.headers["retry-after"]))
-    return Outcome(question, 503, MAX_TRIES, {})
 
 
 def _right(outcome: Outcome) -> bool:
@@ -85,7 +90,8 @@ def test_two_hundred_questions_from_32_clients_are_all_answered_right(server: Se
     turned_away = sum(o.turned_away for o in outcomes)
     time.sleep(1)
     after = server.rss_mb()
-    print(f"load: {len(answered)} of 200 answered after {turned_away} 503s waited out; "
+    print(f"load: {len(answered)} of 200 answered after {turned_away} 503s waited out "
+          f"(at most {max(o.turned_away for o in outcomes)} for one question); "
           f"RSS {warm:.0f} MB warm, {after:.0f} MB after")  # shown with pytest -s
     assert len(answered) == 200, sorted({o.status for o in outcomes})
     assert turned_away > 0, "32 clients never filled the queue of 16: no load was applied"
