@@ -1,7 +1,7 @@
 """Gold question sets: one JSON object a line.
 
 ``{"id", "question", "answers": [...], "evidence": [...], "answerable": bool}``, optionally
-``"doc"`` (the name of the document the question is about, kept for ``rag eval --doc``) and
+``"doc"`` (the name of the document the question is about, kept for ``python -m eval --doc``) and
 ``"history"`` (earlier turns ``[{"role": "user"|"assistant", "content": str}]``: the question is
 a follow-up to them); other keys are allowed and ignored. ``evidence`` holds exact substrings
 of the documents. An answer is a string, or a list of the parts a whole answer must name.

@@ -340,7 +340,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
         state=State({"service": service}),
         lifespan=[lifespan],
-        on_app_init=[add_web_page],  # GET / and /static/*: the web page (rag/web_page.py)
+        on_app_init=[add_web_page],  # GET / and /static/*: the web page (rag/serve/page.py)
         before_request=guard_request(keys),
         cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST"],
                                allow_headers=["Authorization", "Content-Type"])

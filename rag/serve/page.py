@@ -1,4 +1,4 @@
-"""The web page: ``GET /`` and its two assets, plain files shipped in ``rag/web/``.
+"""The web page: ``GET /`` and its two assets, plain files shipped in ``rag/serve/web/``.
 
 No build step and no external URLs: the page talks to this service only (the Content-Security-
 Policy says so to the browser too). The assets are whitelisted by name, so nothing else in the
