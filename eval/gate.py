@@ -29,8 +29,8 @@ class Check:
     def describe(self) -> str:
         """One line for the gate's verdict, e.g. ``answer_str_em 0.812 vs min 0.85``."""
         if self.value is None:
-            return (f"{self.metric} not measured by this run (nothing to measure it on, e.g. "
-                    f"no unanswerable questions) vs {self.kind} {self.bound}")
+            return (f"{self.metric} not measured by this run (nothing to measure it on: no "
+                    f"unanswerable questions, or no citation made) vs {self.kind} {self.bound}")
         return f"{self.metric} {self.value:.3f} vs {self.kind} {self.bound}"
 
 
