@@ -94,7 +94,7 @@ class Pipeline:
 
     def _retrieve(self, question: str, top_k: int) -> tuple[list[Passage], list[Passage]]:
         """The best passages that fit the context beside everything else this question needs."""
-        others = [len(self.resolver.prefix)]
+        others = [self.resolver.claim()]
         if self.verifier is not None:
             others.append(self.verifier.claim(question))
         return passages_that_fit(self.drafter.engine.n_ctx,

@@ -64,36 +64,43 @@ class Resolver(SequenceReader):
         known = set(terms(" ".join(t.text for t in history)))
         found: dict[str, str | None] = {}
         pieces, end = [], 0
-        for match in pointing_words(question):
-            word = match.group(0)
-            if word.lower() not in found:
-                phrase = self._referent(shown, question, word, guard)
-                found[word.lower()] = phrase if _grounded(phrase, known) else None
-            referent = found[word.lower()]
-            if referent is None:
-                continue
-            phrase = _as_replacement(word, referent, question[match.end():].lstrip()[:1].isalpha())
-            if match.start() == 0:
-                phrase = phrase[:1].upper() + phrase[1:]
-            pieces += [question[end:match.start()], phrase]
-            end = match.end()
+        # One read of the conversation for every word: each prompt differs only in its last line.
+        # Dropped afterwards, as the answer needs the room.
+        with self.engine.beyond(self.seq, len(self.prefix)):
+            for match in pointing_words(question):
+                word = match.group(0)
+                if word.lower() not in found:
+                    phrase = self._referent(shown, question, word, guard)
+                    found[word.lower()] = phrase if _grounded(phrase, known) else None
+                referent = found[word.lower()]
+                if referent is None:
+                    continue
+                phrase = _as_replacement(word, referent,
+                                         question[match.end():].lstrip()[:1].isalpha())
+                if match.start() == 0:
+                    phrase = phrase[:1].upper() + phrase[1:]
+                pieces += [question[end:match.start()], phrase]
+                end = match.end()
         return "".join([*pieces, question[end:]])
+
+    def claim(self) -> int:
+        """Cells it holds while the answer is read: its fixed prefix (``rag.answer.budget``)."""
+        return len(self.prefix)
 
     def _referent(self, shown: str, question: str, word: str, guard: Guard) -> str:
         """The model's greedy answer to what ``word`` stands for, on one line."""
         messages = self.template.messages(history=shown, question=question, word=word)
         pieces: list[bytes] = []
-        with self.engine.beyond(self.seq, len(self.prefix)):  # the answer needs the room
-            logits = self.engine.sync(self.seq, self.engine.tokenize(
-                self.engine.render(messages)), guard=guard)[0]
-            for _ in range(MAX_PHRASE_TOKENS):
-                token = int(np.argmax(logits))
-                piece = self.engine.piece(token)
-                if self.engine.is_end(token) or b"\n" in piece:
-                    pieces.append(piece.split(b"\n")[0])
-                    break
-                pieces.append(piece)
-                logits = self.engine.extend(self.seq, [token], guard=guard)[0]
+        logits = self.engine.sync(self.seq, self.engine.tokenize(self.engine.render(messages)),
+                                  guard=guard)[0]
+        for _ in range(MAX_PHRASE_TOKENS):
+            token = int(np.argmax(logits))
+            piece = self.engine.piece(token)
+            if self.engine.is_end(token) or b"\n" in piece:
+                pieces.append(piece.split(b"\n")[0])
+                break
+            pieces.append(piece)
+            logits = self.engine.extend(self.seq, [token], guard=guard)[0]
         return b"".join(pieces).decode(errors="ignore").strip().strip("\"'.")
 
     @cached_property
