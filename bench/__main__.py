@@ -118,7 +118,7 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
         for mode in ("retrieval", "corpus"):
             scoped = settings.replace(prompt_mode=mode)
             pipeline = load_pipeline(scoped, embedder)
-            warm_up(pipeline, scoped)
+            warm_up(pipeline)
             modes[mode] = latency.measure(pipeline, scoped, questions)
             pipeline.drafter.engine.close()
             del pipeline

@@ -21,7 +21,7 @@ from typing import Any
 
 from eval import metrics
 from eval.metrics import Located, QuestionOutcome, contains_answer
-from rag.decision.policy import GATES, Policy, Verdict
+from rag.decision.policy import Policy, Verdict
 from rag.decision.scorers import choice_for
 from rag.types import Trace
 
@@ -55,10 +55,16 @@ class Report:
     rows: list[Row]
 
 
-def load_report(path: Path) -> Report:
-    """A report with the policy it ran (this code must have that policy's scorer)."""
+def read_report(path: Path) -> dict[str, Any]:
+    """An eval report's JSON, from a ``.json`` or a gzipped ``.json.gz`` file."""
     raw = path.read_bytes()
     data: dict[str, Any] = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    return data
+
+
+def load_report(path: Path) -> Report:
+    """A report with the policy it ran (this code must have that policy's scorer)."""
+    data = read_report(path)
     run = data["policy"]
     choice = choice_for(data["model"])
     if run["scorer"] != choice.scorer.name:
@@ -111,7 +117,7 @@ def contributions(rows: list[Row], policy: Policy) -> dict[str, int]:
     """Each gate's, and the confidence's, leave-one-out contribution: questions right with it
     minus questions right without it."""
     base = right(rows, policy)
-    gates = policy.gates or GATES
+    gates = policy.gates
     found = {gate.name: base - right(rows, replace(policy, gates=tuple(
         g for g in gates if g is not gate))) for gate in gates}
     found["confidence"] = base - right(rows, replace(policy, min_confidence=0.0))

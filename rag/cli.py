@@ -273,7 +273,7 @@ def _limit_malloc_arenas() -> None:
     """Cap glibc's per-thread malloc arenas before worker threads start.
 
     Each request thread otherwise grows its own arena: measured here, 16 concurrent clients took
-    the service from 1.0 to 2.4 GB RSS; with two arenas it stays at 1.45 GB (README, Performance).
+    the service from 1.0 to 2.4 GB RSS; with two arenas it stays at 1.45 GB (docs/performance.md).
     """
     import ctypes
     import ctypes.util

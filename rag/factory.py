@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
-from pathlib import Path
 
 from rag.answer.citations import CitationChecker
 from rag.answer.drafting import Drafter
@@ -64,11 +63,11 @@ def load_pipeline(settings: Settings, embedder: Embedder | None = None,
     )
 
 
-def with_index(pipeline: Pipeline, settings: Settings, index_dir: Path) -> Pipeline:
-    """The same models over the index now at ``index_dir`` (a reload: nothing is loaded twice;
-    ``warm_up`` brings in the new prompt prefix)."""
+def with_index(pipeline: Pipeline, settings: Settings) -> Pipeline:
+    """The same models over the index now at ``settings.index_dir`` (a reload: nothing is loaded
+    twice; ``warm_up`` brings in the new prompt prefix)."""
     embedder = pipeline.retriever.embedder
-    index = load_index(index_dir, embedder.name)
+    index = load_index(settings.index_dir, embedder.name)
     return replace(
         pipeline,
         retriever=Retriever(index, embedder, settings),
@@ -77,7 +76,7 @@ def with_index(pipeline: Pipeline, settings: Settings, index_dir: Path) -> Pipel
     )
 
 
-def warm_up(pipeline: Pipeline, settings: Settings) -> None:
+def warm_up(pipeline: Pipeline) -> None:
     """Every fixed prompt prefix in its KV sequence, from a saved state when one matches."""
     engine = pipeline.drafter.engine
     key = {"index_fingerprint": pipeline.index.manifest.fingerprint,

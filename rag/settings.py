@@ -71,14 +71,14 @@ class Settings:
     dense_weight: float = 1.0
     lexical_weight: float = 1.5
     # From this many chunks on the index builder uses approximate (IVF) instead of exact search:
-    # exact search passes 20 ms per query at about 350,000 vectors here (README, Performance).
+    # exact search passes 20 ms per query at about 350,000 vectors here (docs/performance.md).
     ann_threshold: int = 200_000
 
     # Refusal and citation checking.
     min_relevance: float = 0.05
     min_support: float = 0.5
     # The operating point: an answer whose estimated P(right) is below this is refused. Unset,
-    # the value chosen for the generator on tuning data (rag.decision.scorers.SCORERS).
+    # the value chosen for the generator on tuning data (rag.decision.scorers.choice_for).
     min_confidence: float | None = None
 
     # Service.

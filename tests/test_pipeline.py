@@ -105,7 +105,7 @@ def test_bad_input_is_a_clear_error(question: str, top_k: int | None,
 
 def test_saved_prompt_states_leave_the_index_whole(pipeline: Pipeline,
                                                    settings: Settings) -> None:
-    warm_up(pipeline, settings)  # saves the fixed prefix's state beside the index
+    warm_up(pipeline)  # saves the fixed prefix's state beside the index
     assert list((pipeline.index.path / "kv").glob("*.kv"))
     load_index(settings.index_dir, pipeline.retriever.embedder.name)
 

@@ -5,7 +5,8 @@ piece of evidence among several. Two kinds decide:
 
 * **gates**: facts that refuse alone, each checked at the stage where it becomes known, so no
   work is spent after it (``retrieved``: no passage is even close; ``drafted``: the model says
-  the passages do not hold the answer, or no sentence of any passage supports it);
+  the passages do not hold the answer, the answer is not of the kind asked for or only repeats
+  the question, or no sentence of any passage supports it);
 * **the confidence**: a scorer's estimate that the draft is right (``rag.decision.scorers``),
   from everything measured of it; below the operating point, ``min_confidence``, it is refused.
 
@@ -57,49 +58,6 @@ class Gate:
     fires: Callable[[Trace, Policy], str | None]  # why it refuses, or None
 
 
-@dataclass(frozen=True)
-class Policy:
-    scorer: Scorer
-    min_relevance: float  # least cosine similarity of the best passage to the question
-    min_confidence: float  # the operating point: least P(right) an answer needs
-    gates: tuple[Gate, ...] = ()  # GATES when empty (they are defined below)
-
-    @property
-    def measures(self) -> frozenset[str]:
-        return self.scorer.measures
-
-    def with_min_confidence(self, value: float | None) -> Policy:
-        """The same policy at another operating point (a request's own); None keeps it."""
-        return self if value is None else replace(self, min_confidence=value)
-
-    def decide(self, trace: Trace, stage: Stage) -> Verdict:
-        """The verdict once ``stage`` is known; the earlier stages have passed already."""
-        for gate in self.gates or GATES:
-            if gate.stage == stage and (why := gate.fires(trace, self)):
-                return Verdict(True, f"{gate.name}: {why}")
-        if stage != "measured":
-            return Verdict(False)
-        p = self.scorer.p_right(trace)
-        if p < self.min_confidence:
-            return Verdict(True, f"confidence: P(right) {p:.2f} < {self.min_confidence:g} "
-                                 f"({self.scorer.name})", p)
-        return Verdict(False, "", p)
-
-    def verdict(self, trace: Trace) -> Verdict:
-        """Every stage in order on a complete trace: what the service decided (a replay)."""
-        for stage in STAGES:
-            if stage != "retrieved" and not trace.drafted:
-                raise ValueError("a trace refused before drafting must fail at retrieval")
-            verdict = self.decide(trace, stage)
-            if verdict.refused or stage == "measured":
-                return verdict
-        raise AssertionError("unreachable")
-
-    def explain(self, trace: Trace) -> dict[str, str | None]:
-        """Every gate's verdict on a drafted trace, each alone (for eval reports)."""
-        return {gate.name: gate.fires(trace, self) for gate in self.gates or GATES}
-
-
 def _no_relevant_passage(trace: Trace, policy: Policy) -> str | None:
     if trace.best_similarity < policy.min_relevance:
         return f"best passage similarity {trace.best_similarity:.2f} < {policy.min_relevance}"
@@ -138,3 +96,46 @@ GATES: tuple[Gate, ...] = (
     Gate("echo", "drafted", _echoes_question),
     Gate("no support", "drafted", _unsupported),
 )
+
+
+@dataclass(frozen=True)
+class Policy:
+    scorer: Scorer
+    min_relevance: float  # least cosine similarity of the best passage to the question
+    min_confidence: float  # the operating point: least P(right) an answer needs
+    gates: tuple[Gate, ...] = GATES
+
+    @property
+    def measures(self) -> frozenset[str]:
+        return self.scorer.measures
+
+    def with_min_confidence(self, value: float | None) -> Policy:
+        """The same policy at another operating point (a request's own); None keeps it."""
+        return self if value is None else replace(self, min_confidence=value)
+
+    def decide(self, trace: Trace, stage: Stage) -> Verdict:
+        """The verdict once ``stage`` is known; the earlier stages have passed already."""
+        for gate in self.gates:
+            if gate.stage == stage and (why := gate.fires(trace, self)):
+                return Verdict(True, f"{gate.name}: {why}")
+        if stage != "measured":
+            return Verdict(False)
+        p = self.scorer.p_right(trace)
+        if p < self.min_confidence:
+            return Verdict(True, f"confidence: P(right) {p:.2f} < {self.min_confidence:g} "
+                                 f"({self.scorer.name})", p)
+        return Verdict(False, "", p)
+
+    def verdict(self, trace: Trace) -> Verdict:
+        """Every stage in order on a complete trace: what the service decided (a replay)."""
+        for stage in STAGES:
+            if stage != "retrieved" and not trace.drafted:
+                raise ValueError("a trace refused before drafting must fail at retrieval")
+            verdict = self.decide(trace, stage)
+            if verdict.refused or stage == "measured":
+                return verdict
+        raise AssertionError("unreachable")
+
+    def explain(self, trace: Trace) -> dict[str, str | None]:
+        """Every gate's verdict on a drafted trace, each alone (for eval reports)."""
+        return {gate.name: gate.fires(trace, self) for gate in self.gates}

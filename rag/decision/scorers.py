@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -44,7 +44,8 @@ class OddsScorer:
 
 @dataclass(frozen=True)
 class LogisticScorer:
-    """P(right) = sigmoid(bias + sum of weight * feature), on standardized features."""
+    """P(right) = sigmoid(bias + sum of weight * feature), on the raw features (the fit
+    standardizes them and folds the scales back into the weights)."""
 
     weights: dict[str, float]
     bias: float
@@ -77,9 +78,6 @@ class LogisticScorer:
             raise SettingsError(f"{path} weighs unknown features {sorted(unknown)}")
         return cls(weights=data["weights"], bias=data["bias"], fitted=data.get("fitted", {}),
                    name=f"fitted:{path.stem}")
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

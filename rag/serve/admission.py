@@ -27,11 +27,6 @@ class ModelGate:
         self._counter = threading.Lock()
         self._waiting = 0
 
-    @property
-    def waiting(self) -> int:
-        """Admitted requests: the one on the model and those queued behind it."""
-        return self._waiting
-
     def admit(self) -> Admission:
         """A place in the queue, or ServiceBusyError when the queue is full."""
         with self._counter:

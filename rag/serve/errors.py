@@ -34,8 +34,8 @@ class ErrorBody(msgspec.Struct):
 
 
 _DESCRIBED = {
-    400: "bad input: empty, too long or malformed question, bad top_k, malformed JSON, or a "
-         "prompt that does not fit the context",
+    400: "bad input: empty, too long or malformed question, bad top_k or min_confidence, "
+         "malformed JSON, or a prompt that does not fit the context",
     401: "an API key is required and none, or a wrong one, was sent",
     404: "no such route",
     409: "a reload whose new index did not load (the old one keeps serving)",

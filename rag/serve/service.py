@@ -55,7 +55,7 @@ class Service:
         try:
             ensure_default_index(self.settings, announce=log.info)
             pipeline = load_pipeline(self.settings)
-            warm_up(pipeline, self.settings)
+            warm_up(pipeline)
             self.pipeline, self.load_error = pipeline, None
             self.loaded_at = time.time()
             load_s = round(self.loaded_at - self.started_at, 2)
@@ -74,7 +74,7 @@ class Service:
                 return {"status": "loaded", "chunks": self.ready().index.manifest.chunk_count}
             current = self.pipeline
             try:
-                fresh = with_index(current, self.settings, self.settings.index_dir)
+                fresh = with_index(current, self.settings)
             except errors.RagError as exc:
                 log.error(json.dumps({"event": "reload_failed", "error": str(exc)}))
                 raise errors.ReloadFailedError(
@@ -82,7 +82,7 @@ class Service:
                 ) from None
 
             def swap() -> None:
-                warm_up(fresh, self.settings)  # on the model's turn: the prefix may change
+                warm_up(fresh)  # on the model's turn: the prefix may change
                 self.pipeline = fresh
 
             self.gate.run(swap)
