@@ -20,7 +20,6 @@ evidence), so the most precise default the floors allow, with a question of marg
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import sys
@@ -34,13 +33,13 @@ import numpy as np
 import numpy.typing as npt
 
 from eval import gate, metrics
-from eval.decisions import Row, load_rows, outcomes, replay
+from eval.decisions import Row, load_rows, outcomes, read_report, replay
 from eval.metrics import wilson
 from eval.runner import commit
 from rag.decision.features import FEATURES
 from rag.decision.policy import GATES, Policy, Scorer
-from rag.decision.scorers import FITTED_DIR, LogisticScorer, OddsScorer, choice_for
-from rag.settings import PROJECT_ROOT
+from rag.decision.scorers import FALLBACK, FITTED_DIR, LogisticScorer, choice_for
+from rag.settings import PROJECT_ROOT, Settings
 
 L2 = 1.0
 GATE = "default"  # the floors the operating point must keep on the article's tuning split
@@ -71,7 +70,7 @@ def documents(paths: Sequence[Path]) -> list[Document]:
     """The reports' rows grouped by document (the article's splits are one document)."""
     grouped: dict[str, list[Row]] = {}
     for path in paths:
-        data = _read(path)
+        data = read_report(path)
         name = "+".join(data["doc_filter"]) if data.get("doc_filter") else "article"
         grouped.setdefault(name, []).extend(load_rows(data))
     return [Document(name, rows) for name, rows in grouped.items()]
@@ -222,10 +221,10 @@ def operating_point(rows: list[Row], scorer: Scorer, policy: Policy) -> float | 
 # ---- the commands -----------------------------------------------------------------------------
 
 
-def baseline_policy(model: str) -> Policy:
+def baseline_policy() -> Policy:
     """The rule before any fit (the odds of P(found) and P(yes) at 0.9) with every gate; its
     gates decide which drafts a scorer weighs."""
-    return Policy(OddsScorer(), 0.05, 0.9)
+    return Policy(FALLBACK.scorer, Settings().min_relevance, FALLBACK.min_confidence)
 
 
 def lodo(docs: list[Document], features: Sequence[str], policy: Policy
@@ -240,8 +239,7 @@ def lodo(docs: list[Document], features: Sequence[str], policy: Policy
 
 @dataclass(frozen=True)
 class Plan:
-    """The chosen features fitted on every document, with the operating point they allow, and
-    each document scored by a scorer fitted on the others (for its calibration)."""
+    """The chosen features fitted on every document, with the operating point they allow."""
 
     docs: list[Document]
     model: str
@@ -249,19 +247,18 @@ class Plan:
     features: list[str]
     scorer: LogisticScorer
     threshold: float
-    held_out: dict[str, list[Scored]]
 
 
 def plan(paths: list[Path]) -> Plan:
     docs = documents(paths)
     model = _model(paths)
-    policy = baseline_policy(model)
+    policy = baseline_policy()
     features = [f for group in CHOSEN for f in LEVERS[group]]
     scorer = scorer_for([r for d in docs for r in d.rows], features, policy)
     threshold = operating_point(_gate_rows(paths), scorer, policy)
     if threshold is None:
         raise SystemExit(f"no operating point meets [{GATE}] on {GATE_GOLD}")
-    return Plan(docs, model, policy, features, scorer, threshold, lodo(docs, features, policy))
+    return Plan(docs, model, policy, features, scorer, threshold)
 
 
 # The levers the committed scorer uses (see cmd_levers and docs/evaluation.md: the others
@@ -291,11 +288,12 @@ def cmd_lodo(paths: list[Path]) -> dict[str, Any]:
     """Per document: the decision at the operating point, and its calibration when the scorer
     was fitted without that document."""
     chosen = plan(paths)
+    held_out = lodo(chosen.docs, chosen.features, chosen.policy)
     result: dict[str, Any] = {"features": chosen.features, "operating_point": chosen.threshold,
-                              "commit": _commit(), "date": _today(), "documents": {}}
+                              "commit": commit(), "date": _today(), "documents": {}}
     for doc in chosen.docs:
         decided = scored(doc.rows, chosen.scorer, chosen.policy)
-        held = chosen.held_out[doc.name]
+        held = held_out[doc.name]
         error, bins = ece(held)
         curve, area = risk_coverage(held)
         result["documents"][doc.name] = {
@@ -306,7 +304,7 @@ def cmd_lodo(paths: list[Path]) -> dict[str, Any]:
                                        for t, x, y in curve],
         }
         _plot(doc.name, curve, bins, RESULTS / f"lodo-{doc.name}")
-    pooled = [s for items in chosen.held_out.values() for s in items]
+    pooled = [s for items in held_out.values() for s in items]
     result["pooled_ece_left_out"] = round(ece(pooled)[0], 4)
     (RESULTS / "lodo.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     for name, doc in result["documents"].items():
@@ -325,7 +323,7 @@ def cmd_levers(paths: list[Path]) -> list[dict[str, Any]]:
     gate)."""
     docs = documents(paths)
     gate_rows = _gate_rows(paths)
-    rule = baseline_policy(_model(paths))
+    rule = baseline_policy()
     hard = replace(rule, gates=HARD)
     table = [_variant("odds rule (before)", docs, [], rule, gate_rows)]
     features: list[str] = []
@@ -370,7 +368,7 @@ def _counts(items: list[Scored], t: float) -> dict[str, Any]:
 def _gate_rows(paths: list[Path]) -> list[Row]:
     """The rows of the article's tuning split, where the operating point must keep the floors."""
     for path in paths:
-        data = _read(path)
+        data = read_report(path)
         if Path(data["gold"]).as_posix().endswith(GATE_GOLD):
             return load_rows(data)
     raise SystemExit(f"the operating point is chosen on {GATE_GOLD}: give its report")
@@ -379,10 +377,10 @@ def _gate_rows(paths: list[Path]) -> list[Row]:
 def cmd_curves(name: str, paths: list[Path]) -> None:
     """The committed scorer on each report, at its own operating point."""
     choice = choice_for(_model(paths))
-    policy = Policy(choice.scorer, 0.05, choice.min_confidence)
-    out: dict[str, Any] = {"commit": _commit(), "date": _today(), "reports": {}}
+    policy = Policy(choice.scorer, Settings().min_relevance, choice.min_confidence)
+    out: dict[str, Any] = {"commit": commit(), "date": _today(), "reports": {}}
     for path in paths:
-        items = scored(load_rows(_read(path)), choice.scorer, policy)
+        items = scored(load_rows(read_report(path)), choice.scorer, policy)
         curve, area = risk_coverage(items)
         error, bins = ece(items)
         out["reports"][path.stem] = {
@@ -420,25 +418,15 @@ def _fmt(rate: dict[str, Any]) -> str:
     return f"{rate['value']} ({k}/{n}) [{low:.2f}, {high:.2f}]"
 
 
-def _read(path: Path) -> dict[str, Any]:
-    raw = path.read_bytes()
-    data: dict[str, Any] = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
-    return data
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _model(paths: Sequence[Path]) -> str:
-    models = {str(_read(p)["model"]) for p in paths}
+    models = {str(read_report(p)["model"]) for p in paths}
     if len(models) != 1:
         raise SystemExit(f"reports of one generator only (got {sorted(models)})")
     return models.pop()
-
-
-def _commit() -> str:
-    return commit()
 
 
 def _today() -> str:

@@ -237,11 +237,11 @@ def _row(item: GoldItem, answer: Answer, outcome: metrics.QuestionOutcome,
         "refusal_reason": answer.refusal_reason,
         "confidence": answer.confidence,
         "trace": answer.trace.to_dict() if answer.trace else None,
-        # Every gate's verdict on the draft, each alone (python -m eval.decisions).
+        # Every gate's verdict on the draft, each alone, for a reader of the report.
         "gates": policy.explain(answer.trace) if answer.trace and answer.trace.drafted else None,
         "citations": [asdict(c) for c in answer.citations],
         "passages": [p.chunk.chunk_id for p in answer.passages],
-        # Spans, so another refusal rule can be replayed on this report (eval.calibrate).
+        # Spans, so another decision can be replayed on this report (eval.decisions).
         "passage_spans": [[p.source, p.start, p.end] for p in outcome.passages],
         "evidence_spans": [[e.source, e.start, e.end] for e in outcome.evidence],
         "latency_s": round(outcome.latency_s, 3),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from eval import gate, metrics
-from eval.decisions import load_rows, outcomes, replay
+from eval.decisions import load_rows, outcomes, read_report, replay
 from eval.runner import summary
 from rag.decision.policy import Policy
 from rag.decision.scorers import choice_for
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="decide the recorded traces again with the current policy")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    result: dict[str, Any] = json.loads(args.report.read_text(encoding="utf-8"))
+    result = read_report(args.report)
     if args.replay:
         result |= replayed(result)
     bounds = gate.load_bounds(args.gate) if args.gate else None
