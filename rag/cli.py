@@ -15,10 +15,10 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from rag.errors import InputError, ModelNotFoundError, RagError, UnreadableDocumentsError
-from rag.settings import Settings
+from rag.settings import PromptMode, Settings
 from rag.types import Answer, Question, Turn
 
 if TYPE_CHECKING:
@@ -65,9 +65,10 @@ def settings_parser() -> argparse.ArgumentParser:
     group.add_argument("--model-path", type=Path, help="any GGUF file; overrides --llm")
     group.add_argument("--top-k", type=int, help="passages given to the model (default 4)")
     group.add_argument("--prompt", help="retrieval-layout prompt in prompts/ (default answer_v3)")
-    group.add_argument("--prompt-mode", choices=["auto", "corpus", "retrieval"],
-                       help="retrieved passages only (default retrieval), the whole corpus as "
-                            "a cached prefix (corpus), or corpus when it fits "
+    group.add_argument("--prompt-mode", choices=get_args(PromptMode),
+                       help="retrieved passages read in full (default retrieval), the same "
+                            "with all but the best two from stored KV states (reuse), the whole "
+                            "corpus as a cached prefix (corpus), or corpus when it fits "
                             "RAG_CORPUS_MAX_TOKENS (auto)")
     group.add_argument("--min-confidence", type=float,
                        help="refuse answers whose estimated P(right) is below this "

@@ -23,7 +23,7 @@ BUNDLED_CORPUS = PROJECT_ROOT / "corpus" / "gsomia_article.txt"
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
 
 LlmChoice = Literal["default", "small"]
-PromptMode = Literal["auto", "corpus", "retrieval"]
+PromptMode = Literal["auto", "corpus", "retrieval", "reuse"]
 
 
 def _default_model_dir() -> Path:
@@ -49,11 +49,15 @@ class Settings:
     max_answer_tokens: int = 96
     # A request still waiting or generating after this long stops (HTTP 504), freeing the model.
     request_timeout_s: float = 60.0
-    # How the passages reach the model: "retrieval" shows the retrieved ones; "corpus" every
-    # chunk as a fixed, cached prefix (2.3x faster on the article, 3 fewer right answers of 64:
-    # docs/evaluation.md); "auto" takes corpus when the corpus fits corpus_max_tokens.
+    # How the passages reach the model: "retrieval" shows the retrieved ones; "reuse" the same,
+    # all but the best two from stored KV states (faster, less precise citations:
+    # docs/performance.md); "corpus" every chunk as a fixed, cached prefix (2.3x faster on the
+    # article, 3 fewer right answers of 64: docs/evaluation.md); "auto" takes corpus when the
+    # corpus fits corpus_max_tokens.
     prompt_mode: PromptMode = "retrieval"
     corpus_max_tokens: int = 2500
+    # The reuse layout's stored passage states (beside the index): the disk they may take.
+    passage_states_mb: int = 2048
     prompt: str = "answer_v3"
     verify_prompt: str = "verify_v1"
     followup_prompt: str = "resolve_v1"
@@ -111,6 +115,7 @@ class Settings:
             (self.n_batch >= 32, "n_batch must be at least 32"),
             (self.request_timeout_s > 0, "request_timeout_s must be above 0"),
             (self.corpus_max_tokens >= 0, "corpus_max_tokens must be 0 or more"),
+            (self.passage_states_mb >= 1, "passage_states_mb must be at least 1"),
             (self.max_answer_tokens >= 16, "max_answer_tokens must be at least 16"),
             (self.max_question_chars >= 1, "max_question_chars must be at least 1"),
             (self.max_queue >= 1, "max_queue must be at least 1"),

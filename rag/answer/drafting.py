@@ -24,7 +24,7 @@ from functools import cached_property
 
 import numpy as np
 
-from rag.answer.layouts import AnswerPrompt
+from rag.answer.layouts import AnswerPrompt, PromptPlan
 from rag.guard import NO_GUARD, Guard
 from rag.llm.engine import (
     Logits,
@@ -86,18 +86,18 @@ class Drafter(SequenceReader):
 
     def claim(self, question: str, passages: list[Passage]) -> int:
         """The context the reply to ``question`` over ``passages`` may take, prompt included."""
-        prompt = self.engine.tokenize(self.prompt.plan(question, passages).text)
-        return len(prompt) + len(self.engine.tokenize(FOUND_KEY)) + self.max_answer_tokens \
-            + REPLY_TOKENS
+        pieces = self._tokens(self.prompt.plan(question, passages))
+        return sum(map(len, pieces)) + self.max_answer_tokens + REPLY_TOKENS
 
     def generate(self, question: str, passages: list[Passage],
                  on_delta: DeltaCallback | None = None, guard: Guard = NO_GUARD) -> Draft:
         plan = self.prompt.plan(question, passages)
         before = (self.engine.stats.calls, self.engine.stats.steps)
-        head = self.engine.tokenize(plan.text + FOUND_KEY)
+        pieces = self._tokens(plan)
         answer, cited, answer_tokens, cite_tokens = "", [], 0, 0
         logprobs: list[float] = []
         with self.engine.beyond(self.seq, len(self.prefix)):
+            head = self._read_stored(plan, pieces, guard) + pieces[-1]
             verdict, first = self.engine.sync(self.seq, head + self._opening,
                                               (len(head) - 1, -1), guard)
             p_found = choice_probability(verdict, self._true, self._false)
@@ -119,6 +119,24 @@ class Drafter(SequenceReader):
             decode_calls=self.engine.stats.calls - before[0],
             decode_steps=self.engine.stats.steps - before[1],
         )
+
+    def _tokens(self, plan: PromptPlan) -> list[list[int]]:
+        """The tokens of each segment of ``plan``, ``{"found":`` added to the last."""
+        pieces = [self.engine.tokenize(segment.text) for segment in plan.segments]
+        pieces[-1] += self.engine.tokenize(FOUND_KEY)
+        return pieces
+
+    def _read_stored(self, plan: PromptPlan, pieces: list[list[int]], guard: Guard) -> list[int]:
+        """Every segment but the last into the sequence, stored passages from their states;
+        returns their tokens (nothing when the prompt is one segment)."""
+        done: list[int] = []
+        for segment, tokens in zip(plan.segments[:-1], pieces, strict=False):
+            if segment.stored and self.prompt.states is not None:
+                self.prompt.states.append(self.seq, tokens, len(self.prefix), guard)
+            else:
+                self.engine.sync(self.seq, done + tokens, guard=guard)
+            done += tokens
+        return done
 
     def _answer_text(self, logits: Logits, on_delta: DeltaCallback | None,
                      guard: Guard) -> tuple[JsonStringScanner, list[float]]:

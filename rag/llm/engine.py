@@ -9,7 +9,10 @@ second loaded model. Here the project drives llama.cpp itself:
 * ``sync`` makes a sequence hold a given token list, keeping the longest prefix already in the KV
   cache, so fixed prompt prefixes are read once per process (``rag.llm.kv_state`` saves them);
 * one unified KV cache holds a sequence per name the owner asked for (the answer, its
-  verification, follow-up rewriting): one set of weights for all of them.
+  verification, follow-up rewriting): one set of weights for all of them;
+* ``save_block`` / ``insert_block`` keep a block of tokens' KV cells on disk and append them to
+  a sequence later, shifted to where they land (RoPE K-shift), so a passage read once is not
+  read again (``rag.answer.passage_states``).
 
 Every llama.cpp call is preceded by the request's ``Guard`` check (``rag.guard``), so a
 cancelled or overdue request stops within one step. llama_cpp is imported on construction
@@ -77,13 +80,14 @@ class Engine:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
         params.n_threads, params.n_threads_batch = n_threads, n_threads_batch
-        params.n_seq_max, params.kv_unified = len(sequences), True
+        # One more sequence than asked for: the scratch space of save_block and insert_block.
+        params.n_seq_max, params.kv_unified = len(sequences) + 1, True
         params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         self._context = _internals.LlamaContext(model=self._model, params=params, verbose=False)
         self._ctx = self._context.ctx
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch = llama_cpp.llama_batch_init(n_batch, 0, len(sequences))
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, len(sequences) + 1)
         self._piece = ctypes.create_string_buffer(256)
         self.model = model
         self.name = model.name
@@ -92,6 +96,8 @@ class Engine:
         self.n_vocab = self._model.n_vocab()
         self.stats = DecodeStats()
         self._sequences = {name: KvSequence(i, name) for i, name in enumerate(sequences)}
+        self._scratch = KvSequence(len(sequences), "scratch")
+        self.can_shift = bool(llama_cpp.llama_memory_can_shift(self._memory))
         self._formatter = _chat_formatter(self._model, llama_chat_format)
 
     # ---- text ---------------------------------------------------------------------------
@@ -124,7 +130,7 @@ class Engine:
     @property
     def used(self) -> int:
         """Cells every sequence holds together."""
-        return sum(len(s.tokens) for s in self._sequences.values())
+        return sum(len(s.tokens) for s in (*self._sequences.values(), self._scratch))
 
     def extend(self, seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
                guard: Guard = NO_GUARD) -> list[Logits]:
@@ -190,6 +196,40 @@ class Engine:
         self._lib.llama_memory_seq_rm(self._memory, seq.seq_id, 0, -1)
         return False
 
+    def save_block(self, seq: KvSequence, after: int, tokens: Sequence[int], path: Path,
+                   guard: Guard = NO_GUARD) -> None:
+        """Read ``tokens`` as if they followed the first ``after`` tokens of ``seq`` and save
+        only their own cells (positions ``after`` onwards) to ``path``; ``seq`` is untouched."""
+        scratch, lib = self._scratch, self._lib
+        lib.llama_memory_seq_cp(self._memory, seq.seq_id, scratch.seq_id, 0, after)
+        scratch.tokens = list(seq.tokens[:after])
+        try:
+            self.extend(scratch, tokens, guard=guard)
+            lib.llama_memory_seq_rm(self._memory, scratch.seq_id, 0, after)
+            scratch.tokens = list(tokens)
+            self.save(scratch, path)
+        finally:
+            self._clear_scratch()
+
+    def insert_block(self, seq: KvSequence, path: Path, tokens: Sequence[int],
+                     origin: int) -> bool:
+        """Append the block saved at ``path`` (read at positions from ``origin``) to ``seq``,
+        shifted to follow what ``seq`` holds. False, and ``seq`` untouched, unless the file
+        loads and holds exactly ``tokens``."""
+        self._check_room(len(tokens))
+        scratch, lib = self._scratch, self._lib
+        if not self.load(scratch, path, tokens):
+            return False
+        try:
+            shift = len(seq.tokens) - origin
+            if shift:
+                lib.llama_memory_seq_add(self._memory, scratch.seq_id, -1, -1, shift)
+            lib.llama_memory_seq_cp(self._memory, scratch.seq_id, seq.seq_id, -1, -1)
+        finally:
+            self._clear_scratch()
+        seq.tokens.extend(tokens)
+        return True
+
     def close(self) -> None:
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
@@ -225,6 +265,10 @@ class Engine:
         self.stats.calls += 1
         self.stats.tokens += len(tokens)
         self.stats.steps += len(tokens) == 1
+
+    def _clear_scratch(self) -> None:
+        self._lib.llama_memory_seq_rm(self._memory, self._scratch.seq_id, -1, -1)
+        self._scratch.tokens = []
 
     def _logits(self, row: int) -> Logits:
         pointer = self._lib.llama_get_logits_ith(self._ctx, row)
