@@ -22,7 +22,7 @@ import numpy as np
 
 from bench import build_speed, latency, llama_builds, report, scale, service
 from bench.naive import NaivePipeline
-from eval.gold import load_gold, select
+from eval.gold import GoldItem, load_gold, select
 from index_build.build import build_index
 from rag.factory import load_pipeline, warm_up
 from rag.llm.loading import choose_model
@@ -31,12 +31,14 @@ from rag.settings import BUNDLED_CORPUS, PROJECT_ROOT, Settings
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 GOLD = PROJECT_ROOT / "eval" / "gold" / "article.jsonl"
+# A corpus of several documents, larger than the model's context (read-only, optional).
+SQUAD = PROJECT_ROOT.parent / "shared" / "benchmarks" / "squad2-dev-2articles"
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "full": {"llm": "default", "questions": 40, "generated_chunks": 20_000,
+    "full": {"llm": "default", "questions": 40, "squad_questions": 40, "generated_chunks": 20_000,
              "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 10, 4: 8, 16: 16},
              "total_questions": 200, "llama_builds": "native", "engine_chunks": 4_000},
-    "quick": {"llm": "small", "questions": 8, "generated_chunks": 2_000,
+    "quick": {"llm": "small", "questions": 8, "squad_questions": 8, "generated_chunks": 2_000,
               "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},
               "total_questions": 30, "llama_builds": "", "engine_chunks": 1_000},
 }
@@ -84,7 +86,8 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
                          work: Path, results: dict[str, Any]) -> None:
     embedder = Embedder(settings.threads)
     build_index(settings, [BUNDLED_CORPUS], embedder)
-    questions = [g.question for g in select(load_gold(GOLD), None, profile["questions"], 13)]
+    items = select(load_gold(GOLD), None, profile["questions"], 13)
+    questions = [item.question for item in items]
 
     if phases & {"index-build", "retrieval", "growth"}:
         _phase("index build throughput")
@@ -113,20 +116,24 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
         scale.plot(results["retrieval_scale"], str(RESULTS / "retrieval_scale.png"))
 
     if "latency" in phases:
-        _phase("answer latency: both prompt layouts and the llama.cpp floor, then naive")
-        modes = {}
-        for mode in ("retrieval", "corpus"):
-            scoped = settings.replace(prompt_mode=mode)
-            pipeline = load_pipeline(scoped, embedder)
-            warm_up(pipeline)
-            modes[mode] = latency.measure(pipeline, scoped, questions)
-            pipeline.drafter.engine.close()
-            del pipeline
+        _phase("answer latency: every prompt layout and the llama.cpp floor, then naive")
+        modes = {mode: _layout(settings.replace(prompt_mode=mode), embedder, items)
+                 for mode in ("retrieval", "reuse", "corpus")}
         naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder, settings)
         reference = latency.measure_naive(naive, questions)
         del naive
         results["answer_latency"] = {"naive": reference, "modes": {
             mode: result | latency.ratios(result, reference) for mode, result in modes.items()}}
+        if SQUAD.is_dir():
+            _phase("answer latency on several documents larger than the context: full read "
+                   "against stored passages")
+            scoped = settings.replace(index_dir=work / "squad-index")
+            build_index(scoped, sorted((SQUAD / "docs").glob("*.txt")), embedder)
+            sample = select(load_gold(SQUAD / "gold.jsonl"), None, profile["squad_questions"], 13)
+            results["answer_latency_documents"] = {
+                "corpus": "SQuAD 2.0 dev, 2 articles in one index", "modes": {
+                    mode: _layout(scoped.replace(prompt_mode=mode), embedder, sample)
+                    for mode in ("retrieval", "reuse")}}
 
     if "service" in phases:
         _phase("cold start and service under load")
@@ -135,6 +142,24 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
         results["cold_start_first_answer_s"] = service.cold_start_first_answer(env, questions[0])
         results["service"] = service.measure(env, questions, profile["levels"],
                                              profile["total_questions"])
+
+
+def _layout(settings: Settings, embedder: Embedder, items: list[GoldItem]) -> dict[str, Any]:
+    """One prompt layout's latency and answers; with stored passages, a first pass over the
+    questions computes their states (measured apart as the cold pass)."""
+    pipeline = load_pipeline(settings, embedder)
+    warm_up(pipeline)
+    cold: dict[str, Any] = {}
+    states = pipeline.drafter.prompt.states
+    if states is not None:
+        first = latency.measure(pipeline, settings, items)
+        cold = {"cold_pipeline_p50_s": first["pipeline_p50_s"],
+                "states_computed": states.stats.computed,
+                "store_bytes": states.size_bytes(),
+                "store_bytes_per_token": states.size_bytes() / max(states.stats.stored_tokens, 1)}
+    result = latency.measure(pipeline, settings, items) | cold
+    pipeline.drafter.engine.close()
+    return result
 
 
 def _subcorpus(work: Path, chunks: int) -> Path:

@@ -1,11 +1,12 @@
 """Answer latency: the pipeline against the naive reference and against the llama.cpp floor.
 
 The floor is the llama.cpp work alone: every read the pipeline made for a question (prompt
-segments, answer steps, verification; ``Engine.extend``, recorded by wrapping it), replayed on
-the same KV cache in the same order, so prefix caching helps the floor exactly as much as it
-helped the pipeline. Pipeline overhead = total - floor. Time to first token is measured from the
-end of retrieval to the first answer delta. Decode steps are the calls that read one token;
-batched segments are counted apart.
+segments, answer steps, verification; ``Engine.extend``) and every stored passage it appended
+(``Engine.insert_block``), recorded by wrapping them, replayed on the same KV cache in the same
+order, so prefix caching helps the floor exactly as much as it helped the pipeline. Pipeline
+overhead = total - floor. Time to first token is measured from the end of retrieval to the
+first answer delta. Decode steps are the calls that read one token; batched segments are
+counted apart.
 """
 
 from __future__ import annotations
@@ -13,48 +14,77 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.naive import NaivePipeline
-from eval.metrics import percentile
+from eval.gold import GoldItem
+from eval.metrics import contains_answer, percentile
 from rag.guard import NO_GUARD, Guard
 from rag.llm.engine import Engine, KvSequence, Logits
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import Question
 
-Call = tuple[KvSequence, int, list[int], tuple[int, ...]]
+
+@dataclass(frozen=True)
+class Call:
+    """One read of the engine: ``tokens`` into ``seq`` at ``start``, read or (``block``)
+    appended from a stored state that was read at ``origin``."""
+
+    seq: KvSequence
+    start: int
+    tokens: list[int]
+    outputs: tuple[int, ...] = ()
+    block: Path | None = None
+    origin: int = 0
 
 
 @contextmanager
 def recording(engine: Engine) -> Iterator[list[Call]]:
-    """Record every read the engine makes: (sequence, position, tokens, outputs)."""
+    """Record every read the engine makes and every stored block it appends."""
     calls: list[Call] = []
 
     def extend(seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
                guard: Guard = NO_GUARD) -> list[Logits]:
-        calls.append((seq, len(seq.tokens), list(tokens), tuple(outputs)))
+        calls.append(Call(seq, len(seq.tokens), list(tokens), tuple(outputs)))
         return Engine.extend(engine, seq, tokens, outputs, guard)
 
+    def insert_block(seq: KvSequence, path: Path, tokens: Sequence[int], origin: int) -> bool:
+        calls.append(Call(seq, len(seq.tokens), list(tokens), block=path, origin=origin))
+        return Engine.insert_block(engine, seq, path, tokens, origin)
+
     engine.extend = extend  # type: ignore[method-assign]
+    engine.insert_block = insert_block  # type: ignore[method-assign]
     try:
         yield calls
     finally:
-        del engine.extend
+        del engine.extend, engine.insert_block
 
 
-def replay(engine: Engine, calls: list[Call]) -> float:
-    started = time.perf_counter()
-    for seq, start, tokens, outputs in calls:
-        engine.truncate(seq, start)
-        engine.extend(seq, tokens, outputs)
-    return time.perf_counter() - started
+def replay(engine: Engine, calls: list[Call]) -> dict[str, float]:
+    """The calls again, in order: seconds spent on each sequence's reads."""
+    spent: dict[str, float] = {}
+    for call in calls:
+        started = time.perf_counter()
+        engine.truncate(call.seq, call.start)
+        if call.block is None:
+            engine.extend(call.seq, call.tokens, call.outputs)
+        else:
+            engine.insert_block(call.seq, call.block, call.tokens, call.origin)
+        spent[call.seq.name] = spent.get(call.seq.name, 0.0) + time.perf_counter() - started
+    return spent
 
 
-def measure(pipeline: Pipeline, settings: Settings, questions: list[str]) -> dict[str, Any]:
+def measure(pipeline: Pipeline, settings: Settings, items: list[GoldItem]) -> dict[str, Any]:
+    """Latency of each question, and whether its answer was right (the gold answer in it, or a
+    refusal where the documents do not say)."""
     totals, ttfts, per_question_calls = [], [], []
     answer_tokens, steps, calls_per_answer = [], [], []
-    for question in questions:
+    answers: dict[str, str | None] = {}
+    for item in items:
+        question = item.question
         marks: dict[str, float] = {}
 
         def on_passages(_: object, marks: dict[str, float] = marks) -> None:
@@ -70,6 +100,7 @@ def measure(pipeline: Pipeline, settings: Settings, questions: list[str]) -> dic
                                   on_delta=on_delta)
             totals.append(time.perf_counter() - started)
         per_question_calls.append(calls)
+        answers[item.id] = None if answer.refused else answer.answer
         if "first_delta" in marks:
             ttfts.append(marks["first_delta"] - marks["retrieved"])
         if answer.trace is not None and answer.trace.draft:
@@ -77,10 +108,14 @@ def measure(pipeline: Pipeline, settings: Settings, questions: list[str]) -> dic
             steps.append(answer.trace.decode_steps)
             calls_per_answer.append(len(calls))
 
-    floors = [replay(pipeline.drafter.engine, calls) for calls in per_question_calls]
+    spent = [replay(pipeline.drafter.engine, calls) for calls in per_question_calls]
+    floors = [sum(s.values()) for s in spent]
+    verifications = [s["verify"] for s in spent if "verify" in s]
     overheads = [t - f for t, f in zip(totals, floors, strict=True)]
     return {
-        "questions": len(questions),
+        "questions": len(items),
+        "right": sum(_right(item, answers[item.id]) for item in items),
+        "answers": answers,
         "model": pipeline.model_name,
         "prompt_mode": pipeline.drafter.prompt.mode,
         "pipeline_p50_s": percentile(totals, 50),
@@ -88,6 +123,8 @@ def measure(pipeline: Pipeline, settings: Settings, questions: list[str]) -> dic
         "floor_p50_s": percentile(floors, 50),
         "overhead_p50_s": percentile(overheads, 50),
         "ratio_overhead_to_floor_p50": percentile(overheads, 50) / percentile(floors, 50),
+        "verified": len(verifications),
+        "verification_p50_s": percentile(verifications, 50) if verifications else None,
         "ttft_after_retrieval_p50_s": percentile(ttfts, 50),
         "ttft_after_retrieval_p95_s": percentile(ttfts, 95),
         "answered": len(answer_tokens),
@@ -95,6 +132,12 @@ def measure(pipeline: Pipeline, settings: Settings, questions: list[str]) -> dic
         "decode_steps_p50": percentile(steps, 50),
         "decode_calls_p50": percentile(calls_per_answer, 50),
     }
+
+
+def _right(item: GoldItem, answer: str | None) -> bool:
+    if not item.answerable:
+        return answer is None
+    return answer is not None and contains_answer(answer, item.answers)
 
 
 def measure_naive(naive: NaivePipeline, questions: list[str]) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def test_each_forced_segment_is_one_decode_call(pipeline: Pipeline) -> None:
     saved = list(seq.tokens)
     with recording(engine) as recorded:
         draft = drafter.generate(QUESTION, pipeline.retriever.search(QUESTION, 4))
-    calls = [(len(tokens), len(outputs)) for _, _, tokens, outputs in recorded]
+    calls = [(len(call.tokens), len(call.outputs)) for call in recorded]
     batched = [c for c in calls if c[0] > 1]
     singles = [c for c in calls if c[0] == 1]
     # the question with '{"found": true, "answer": "' (two outputs: verdict and first token),
