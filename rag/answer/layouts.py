@@ -1,11 +1,11 @@
 """Prompt layouts: how the passages reach the model, and what each passage number means.
 
 Three prompt layouts (setting ``prompt_mode``): *retrieval* shows the retrieved passages, read
-in full for every question; *reuse* shows them too, best last, every one but the best appended
-from its stored KV state (``rag.answer.passage_states``); *corpus*, for corpora that fit a token
-budget, shows every chunk in document order as one fixed prefix (read once, saved beside the
-index by ``rag.llm.kv_state``), so a question costs only its own tokens. Either way the
-retriever decides the citation candidates: the model may cite the retrieved passages only.
+in full for every question; *reuse* shows them too, best last, every one but the best two
+appended from its stored KV state (``rag.answer.passage_states``); *corpus*, for corpora that
+fit a token budget, shows every chunk in document order as one fixed prefix (read once, saved
+beside the index by ``rag.llm.kv_state``), so a question costs only its own tokens. Either way
+the retriever decides the citation candidates: the model may cite the retrieved passages only.
 
 A plan is a list of segments: text read fresh, or a passage appended from its stored state. The
 prompt's tokens are the segments' tokens one after the other; segments end where the model's
@@ -85,12 +85,11 @@ class ReusePrompt(RetrievalPrompt):
     mode = "reuse"
     # Two fresh: on the article's tuning split, 75 of 88 right with two, 70 with one, 75 when
     # every passage is read fresh in this order (docs/performance.md).
+    fresh = 2
 
-    def __init__(self, engine: Engine, template: PromptTemplate, states: PassageStates,
-                 fresh: int = 2) -> None:
+    def __init__(self, engine: Engine, template: PromptTemplate, states: PassageStates) -> None:
         super().__init__(engine, template)
         self.states = states
-        self.fresh = fresh
 
     def plan(self, question: str, passages: list[Passage]) -> PromptPlan:
         numbers = {n: p.chunk for n, p in enumerate(reversed(passages), start=1)}

@@ -4,8 +4,8 @@ Reading the retrieved passages is most of an answer's time. A passage's KV cells
 precedes it; the store keeps each passage's cells as read right after the answer prompt's fixed
 prefix, alone, and appends them to a question's prompt shifted to where they land (the RoPE
 K-shift of ``Engine.insert_block``). The passages then do not attend to each other, which costs
-answers; the layout that uses the store (``rag.answer.layouts.ReusePrompt``) reads the best
-passage fresh, last, beside the question, so it attends to everything before it.
+answers; the layout that uses the store (``rag.answer.layouts.ReusePrompt``) reads the best two
+passages fresh, last, beside the question, so they attend to everything before them.
 
 States live in ``<index>/kv/passages-<key hash>/``: one folder per model, template and llama.cpp
 build, so a state is never loaded for another one; inside it one file per passage named by the
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from rag.guard import NO_GUARD, Guard
 from rag.llm.engine import Engine, KvSequence
+from rag.llm.kv_state import token_digest, write_atomically
 
 
 @dataclass
@@ -54,7 +55,7 @@ class PassageStates:
                guard: Guard = NO_GUARD) -> None:
         """Append ``tokens`` to ``seq`` from their stored state, computed first (as read after
         the first ``context`` tokens of ``seq``, the fixed prefix) when there is none."""
-        path = self.folder / f"{hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()}.kv"
+        path = self.folder / f"{token_digest(tokens)}.kv"
         guard.check()
         if self.engine.insert_block(seq, path, tokens, context):
             self.stats.loaded += 1
@@ -91,12 +92,8 @@ class PassageStates:
         key_file = self.folder / "key.json"
         if not key_file.exists():  # for people: the folder's name is the hash of this
             key_file.write_text(json.dumps(self.key, indent=2), encoding="utf-8")
-        partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-        try:
-            self.engine.save_block(seq, context, tokens, partial, guard)
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        write_atomically(path, lambda partial: self.engine.save_block(seq, context, tokens,
+                                                                      partial, guard))
         if self._size is None:
             self._size = self.size_bytes()
         else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,24 @@ def prefix_key(tokens: Sequence[int], *, index_fingerprint: str, model: str,
         "template": template,
         "llama_build": build,
         "tokens": len(tokens),
-        "tokens_sha256": hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest(),
+        "tokens_sha256": token_digest(tokens),
     }
+
+
+def token_digest(tokens: Sequence[int]) -> str:
+    """The sha256 of a token list: what a saved state is keyed or named by."""
+    return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` to a temporary file beside ``path``, then moved into place: a reader sees the
+    old file or the whole new one, never a half-written one."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def prepare(engine: Engine, seq: KvSequence, tokens: Sequence[int], folder: Path, name: str,
@@ -73,10 +89,5 @@ def _save(engine: Engine, seq: KvSequence, state: Path, key_file: Path,
           key: dict[str, Any]) -> None:
     state.parent.mkdir(parents=True, exist_ok=True)
     key_file.unlink(missing_ok=True)  # no key points at a state being replaced
-    partial = state.with_name(state.name + f".{os.getpid()}.part")
-    try:
-        engine.save(seq, partial)
-        os.replace(partial, state)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomically(state, lambda partial: engine.save(seq, partial))
     key_file.write_text(json.dumps(key, indent=2), encoding="utf-8")
