@@ -28,12 +28,19 @@ import numpy as np
 
 from index_build.chunking import CHUNKER_VERSION, TOKEN_ENCODING
 from index_build.processing import IndexedDocument, Processed, process_locally
-from index_build.reading import READER_VERSION, SourceFile, file_sha256, find_files
+from index_build.reading import (
+    READER_VERSION,
+    SourceFile,
+    file_sha256,
+    find_files,
+    kind_of,
+)
 from index_build.writing import build_lock, dense_index_kind, write_index
 from rag.errors import (
     IndexMismatchError,
     IndexNotFoundError,
     InputError,
+    UnknownDocumentError,
     UnreadableDocumentsError,
 )
 from rag.retrieval import store
@@ -118,7 +125,17 @@ def add_documents(
 ) -> BuildResult:
     """Add the documents under ``paths`` to the current corpus; one with an id the index already
     holds replaces it. With no index yet, this starts one. The index's chunk settings are kept."""
-    sources = find_files(paths)
+    return _add(settings, find_files(paths), _Engine(engine, address, embedder, progress))
+
+
+def add_sources(settings: Settings, sources: list[SourceFile],
+                embedder: Embedder | None = None) -> BuildResult:
+    """``add_documents`` of files already found and named (the service's uploads), embedded in
+    this process (with ``embedder`` when given)."""
+    return _add(settings, sources, _Engine(embedder=embedder))
+
+
+def _add(settings: Settings, sources: list[SourceFile], engine: _Engine) -> BuildResult:
     with build_lock(settings.index_dir):
         try:
             current: store.Manifest | None = _extendable(settings.index_dir, "add")
@@ -128,8 +145,7 @@ def add_documents(
             settings = _chunking_of(current, settings)
         added = {source.doc_id for source in sources}
         kept = [d for d in current.documents if d.doc_id not in added] if current else []
-        engine_choice = _Engine(engine, address, embedder, progress)
-        return _build(settings, kept, sources, current, engine_choice)
+        return _build(settings, kept, sources, current, engine)
 
 
 def remove_documents(settings: Settings, doc_ids: Sequence[str]) -> BuildResult:
@@ -139,9 +155,10 @@ def remove_documents(settings: Settings, doc_ids: Sequence[str]) -> BuildResult:
         known = {d.doc_id for d in current.documents}
         unknown = [doc_id for doc_id in dict.fromkeys(doc_ids) if doc_id not in known]
         if unknown:
-            raise InputError(
+            raise UnknownDocumentError(
                 f"the index at {settings.index_dir} has no document "
-                f"{', '.join(map(repr, unknown))}: `rag index info` lists the document ids"
+                f"{', '.join(map(repr, unknown))}: `rag index list` (or GET /v1/documents) lists "
+                "the document ids"
             )
         kept = [d for d in current.documents if d.doc_id not in set(doc_ids)]
         if not kept:
@@ -199,7 +216,9 @@ def _build(
     documents = [d.document for d in indexed]
     chunks = [c for d in indexed for c in d.chunks]
     vectors = np.ascontiguousarray(np.vstack([d.vectors for d in indexed]), dtype=np.float32)
-    manifest = _manifest(settings, engine.name, indexed, processed.documents, current, started)
+    names = {source.doc_id: source.name for source, _ in corpus.files if source.name}
+    manifest = _manifest(settings, engine.name, indexed, processed.documents, current, started,
+                         names)
     write_index(settings.index_dir, manifest, documents, chunks, vectors)
     return BuildResult("built", manifest, settings.index_dir)
 
@@ -211,16 +230,18 @@ def _manifest(
     embedded: list[IndexedDocument],
     current: store.Manifest | None,
     started: float,
+    names: dict[str, str],
 ) -> store.Manifest:
     embedded_ids = {d.document.doc_id for d in embedded}
     chunk_count = sum(len(d.chunks) for d in indexed)
     embedded_chunks = sum(len(d.chunks) for d in embedded)
-    previous = {d.doc_id for d in current.documents} if current else set()
+    previous = {d.doc_id: d for d in current.documents} if current else {}
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     return store.Manifest(
         format_version=store.FORMAT_VERSION,
         fingerprint=_fingerprint([(d.document.doc_id, d.document.sha256) for d in indexed],
                                  settings),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=now,
         build_seconds=round(time.perf_counter() - started, 3),
         engine=engine,
         reader=READER_VERSION,
@@ -234,18 +255,35 @@ def _manifest(
         chunk_count=chunk_count,
         embedded_chunks=embedded_chunks,
         reused_chunks=chunk_count - embedded_chunks,
-        removed=sorted(previous - {d.document.doc_id for d in indexed}),
+        removed=sorted(previous.keys() - {d.document.doc_id for d in indexed}),
         documents=[
-            store.DocumentInfo(
-                doc_id=d.document.doc_id,
-                path=d.document.path,
-                sha256=d.document.sha256,
-                chars=len(d.document.text),
-                chunks=len(d.chunks),
-                reused=d.document.doc_id not in embedded_ids,
-            )
+            _document_info(d, d.document.doc_id not in embedded_ids,
+                           previous.get(d.document.doc_id), names.get(d.document.doc_id), now)
             for d in indexed
         ],
+    )
+
+
+def _document_info(indexed: IndexedDocument, reused: bool, before: store.DocumentInfo | None,
+                   name: str | None, now: str) -> store.DocumentInfo:
+    """A document's manifest entry; what a person sees of it carries over while its content
+    stays the same."""
+    document = indexed.document
+    same = before if before is not None and before.sha256 == document.sha256 else None
+    path = Path(document.path)
+    size = same.bytes if same and same.bytes else (path.stat().st_size if path.is_file() else 0)
+    return store.DocumentInfo(
+        doc_id=document.doc_id,
+        path=document.path,
+        sha256=document.sha256,
+        chars=len(document.text),
+        chunks=len(indexed.chunks),
+        reused=reused,
+        name=name or (before.name if before and before.name else document.doc_id),
+        kind=kind_of(path),
+        bytes=size,
+        pages=len(document.page_starts),
+        added_at=same.added_at if same and same.added_at else now,
     )
 
 

@@ -35,7 +35,7 @@ class Processed:
 def read_and_chunk(source: SourceFile, max_tokens: int, overlap_tokens: int) -> tuple[
     Document, list[Chunk]
 ]:
-    document = read_document(source.path, source.doc_id)
+    document = source.read or read_document(source.path, source.doc_id)
     return document, chunk_document(document, max_tokens, overlap_tokens)
 
 

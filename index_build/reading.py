@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -31,9 +32,15 @@ HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
 DOCX_SUFFIXES = {".docx"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES
+_KINDS = {".txt": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
+          ".pdf": "pdf", ".docx": "docx"}
 PAGE_SEPARATOR = "\n\n"
 # Compound File Binary: what an encrypted .docx (or an old binary .doc renamed) really is.
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# A DOCX is a zip that python-docx inflates in full: more than this, declared by its members, is
+# refused unread (a zip bomb inflates a few hundred kilobytes to gigabytes). Zip readers stop at a
+# member's declared size, so a member cannot inflate past what it declares.
+MAX_DOCX_INFLATED_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class SourceFile:
 
     path: Path
     doc_id: str
+    name: str | None = None  # the name to list it under, when not its id (an upload's own name)
+    read: Document | None = None  # its text when already read (an upload, checked on arrival)
 
 
 def read_documents(paths: Iterable[Path]) -> list[Document]:
@@ -67,27 +76,37 @@ def find_files(paths: Iterable[Path]) -> list[SourceFile]:
     return list(found.values())
 
 
+def kind_of(path: Path) -> str:
+    """The format a supported file is read as: txt, md, html, pdf or docx."""
+    return _KINDS.get(path.suffix.lower(), "")
+
+
 def file_sha256(path: Path) -> str:
     """The checksum that tells whether a document changed since the last build."""
     return hashlib.sha256(_read_bytes(path)).hexdigest()
 
 
-def read_document(path: Path, doc_id: str) -> Document:
+def read_document(
+    path: Path, doc_id: str, label: str | None = None, max_pages: int | None = None
+) -> Document:
+    """The document at ``path``; errors name it ``label`` (an uploaded file's own name) or its
+    path. A PDF of more than ``max_pages`` pages is refused before its text is extracted."""
+    shown = label or str(path)
     raw = _read_bytes(path)
     if not raw:
-        raise InputError(f"{path} is empty")
+        raise InputError(f"{shown} is empty")
     suffix = path.suffix.lower()
     page_starts: tuple[int, ...] = ()
     if suffix in PDF_SUFFIXES:
-        text, page_starts = pdf_text(raw, path)
+        text, page_starts = pdf_text(raw, shown, max_pages)
     elif suffix in DOCX_SUFFIXES:
-        text = docx_text(raw, path)
+        text = docx_text(raw, shown)
     else:
-        decoded = _decoded(raw, path)
+        decoded = _decoded(raw, shown)
         text = html_to_text(decoded) if suffix in HTML_SUFFIXES else decoded
     if not text.strip():
         hint = " (a scanned PDF needs OCR first)" if suffix in PDF_SUFFIXES else ""
-        raise InputError(f"{path} has no text to index{hint}")
+        raise InputError(f"{shown} has no text to index{hint}")
     return Document(
         doc_id=doc_id,
         path=str(path),
@@ -104,11 +123,12 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _decoded(raw: bytes, path: Path) -> str:
+def _decoded(raw: bytes, shown: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}): convert it first") from None
+        raise InputError(
+            f"{shown} is not UTF-8 text (byte {exc.start}): convert it first") from None
 
 
 def files_under(root: Path) -> list[tuple[Path, str]]:
@@ -131,7 +151,9 @@ def files_under(root: Path) -> list[tuple[Path, str]]:
     ]
 
 
-def pdf_text(raw: bytes, path: Path) -> tuple[str, tuple[int, ...]]:
+def pdf_text(
+    raw: bytes, shown: str, max_pages: int | None = None
+) -> tuple[str, tuple[int, ...]]:
     """The text of every page, pages joined by a blank line, and where each page starts."""
     from pypdf import PdfReader
 
@@ -142,11 +164,17 @@ def pdf_text(raw: bytes, path: Path) -> tuple[str, tuple[int, ...]]:
         # Many PDFs are encrypted only to restrict printing or copying: they open with an empty
         # password. Only those that need a real password are refused.
         locked = reader.is_encrypted and not reader.decrypt("")
-        pages = [] if locked else [(page.extract_text() or "").strip() for page in reader.pages]
+        count = 0 if locked else len(reader.pages)
+        too_long = max_pages is not None and count > max_pages
+        pages = [] if locked or too_long else [
+            (page.extract_text() or "").strip() for page in reader.pages]
     except Exception as exc:  # a parser of arbitrary files fails in many ways; one file's fault
-        raise InputError(f"cannot read {path} as PDF: {str(exc) or type(exc).__name__}") from None
+        raise InputError(f"cannot read {shown} as PDF: {str(exc) or type(exc).__name__}") from None
     if locked:
-        raise InputError(f"{path} is an encrypted PDF that needs a password: remove it first")
+        raise InputError(f"{shown} is an encrypted PDF that needs a password: remove it first")
+    if too_long:
+        raise InputError(f"{shown} has {count} pages, more than the {max_pages} allowed "
+                         "(setting RAG_MAX_DOCUMENT_PAGES)")
     starts, offset = [], 0
     for text in pages:
         starts.append(offset)
@@ -154,16 +182,17 @@ def pdf_text(raw: bytes, path: Path) -> tuple[str, tuple[int, ...]]:
     return PAGE_SEPARATOR.join(pages), tuple(starts)
 
 
-def docx_text(raw: bytes, path: Path) -> str:
+def docx_text(raw: bytes, shown: str) -> str:
     """Paragraphs and table rows in document order, one paragraph each."""
     import docx
     from docx.table import Table
 
-    if raw.startswith(_OLE_MAGIC):
+    if raw.startswith(OLE_MAGIC):
         raise InputError(
-            f"{path} is a password-protected or old binary Word file: "
+            f"{shown} is a password-protected or old binary Word file: "
             "save it as an unencrypted .docx first"
         )
+    _refuse_zip_bomb(raw, shown)
     try:
         blocks: list[str] = []
         for block in docx.Document(io.BytesIO(raw)).iter_inner_content():
@@ -175,8 +204,21 @@ def docx_text(raw: bytes, path: Path) -> str:
             else:
                 blocks.append(block.text)
     except Exception as exc:  # corrupt or foreign zip files fail in many ways; one file's fault
-        raise InputError(f"cannot read {path} as DOCX: {str(exc) or type(exc).__name__}") from None
+        raise InputError(f"cannot read {shown} as DOCX: {str(exc) or type(exc).__name__}") from None
     return "\n\n".join(" ".join(b.split()) for b in blocks if b.strip())
+
+
+def _refuse_zip_bomb(raw: bytes, shown: str) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise InputError(f"cannot read {shown} as DOCX: {exc}") from None
+    if inflated > MAX_DOCX_INFLATED_BYTES:
+        raise InputError(
+            f"{shown} inflates to {inflated / 2**20:.0f} MB, more than the "
+            f"{MAX_DOCX_INFLATED_BYTES / 2**20:.0f} MB a DOCX may (a zip bomb?): refused unread"
+        )
 
 
 _BLOCK_TAGS = {

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,13 +42,43 @@ def dense_index_kind(chunk_count: int, ann_threshold: int) -> str:
     return "flat" if chunk_count < ann_threshold else f"ivf{ivf_lists(chunk_count)}"
 
 
+_held = threading.local()  # the lock files this thread holds: the lock is reentrant per thread
+
+
 @contextmanager
-def build_lock(index_dir: Path) -> Iterator[None]:
+def build_lock(index_dir: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the index's write lock (across processes); yields False when ``wait`` is off and
+    another writer holds it. A thread that holds it already may take it again."""
     index_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = index_dir.parent / f".{index_dir.name}.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    lock_path = str((index_dir.parent / f".{index_dir.name}.lock").resolve())
+    held: set[str] = _held.__dict__.setdefault("paths", set())
+    if lock_path in held:
+        yield True
+        return
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        held.add(lock_path)
+        try:
+            yield True
+        finally:
+            held.discard(lock_path)
+
+
+def remove_leftovers(index_dir: Path) -> list[Path]:
+    """Delete what crashed builds left beside ``index_dir`` (staging folders, temporary links);
+    only under the build lock, when no build can be running. Returns what was deleted."""
+    found = [*index_dir.parent.glob(f".{index_dir.name}-*.tmp"),
+             *index_dir.parent.glob(f".{index_dir.name}.link-*")]
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
 
 
 def write_index(
@@ -57,8 +88,10 @@ def write_index(
     chunks: list[Chunk],
     vectors: Vectors,
 ) -> Path:
-    """Write a complete build beside ``index_dir`` and swap it in; returns the build folder."""
+    """Write a complete build beside ``index_dir`` and swap it in; returns the build folder.
+    The caller holds the build lock."""
     _ensure_replaceable(index_dir)
+    remove_leftovers(index_dir)
     parent = index_dir.parent
     staging = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}-", suffix=".tmp", dir=parent))
     try:

@@ -117,8 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     remove = index_commands.add_parser("remove", parents=[common],
                                        help="drop documents from the index by id")
     remove.add_argument("doc_ids", nargs="+", metavar="DOC_ID",
-                        help="document ids as `rag index info` lists them")
+                        help="document ids as `rag index list` lists them")
     remove.set_defaults(command=cmd_index_remove)
+    listing = index_commands.add_parser("list", parents=[common],
+                                        help="list the indexed documents (uploads included)")
+    listing.add_argument("--json", action="store_true", help="print them as JSON")
+    listing.set_defaults(command=cmd_index_list)
     info = index_commands.add_parser("info", parents=[common], help="describe the index")
     info.set_defaults(command=cmd_index_info)
 
@@ -171,9 +175,9 @@ def cmd_index_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_index_remove(args: argparse.Namespace, settings: Settings) -> int:
-    from index_build.build import remove_documents
+    from index_build.uploads import remove_documents_and_files
 
-    return _report_build(lambda: remove_documents(settings, args.doc_ids))
+    return _report_build(lambda: remove_documents_and_files(settings, args.doc_ids))
 
 
 def _report_build(build: Callable[[], BuildResult]) -> int:
@@ -193,6 +197,21 @@ def _report_build(build: Callable[[], BuildResult]) -> int:
     print(f"Indexed {len(m.documents)} document(s) into {m.chunk_count} chunks at "
           f"{result.index_dir} in {m.build_seconds:.1f} s: embedded {m.embedded_chunks} "
           f"chunk(s) of {changed} new or changed document(s), reused {m.reused_chunks}{removed}.")
+    return EXIT_OK
+
+
+def cmd_index_list(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.retrieval.store import read_manifest
+
+    documents = read_manifest(settings.index_dir).documents
+    if args.json:
+        print(json.dumps([d.listing() for d in documents], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for d in documents:
+        pages = f", {d.pages} pages" if d.pages else ""
+        name = f"  ({d.name})" if d.name and d.name != d.doc_id else ""
+        print(f"{d.doc_id}{name}: {d.kind or '?'}, {d.bytes:,} bytes{pages}, {d.chunks} chunks, "
+              f"added {d.added_at or 'before this was recorded'}")
     return EXIT_OK
 
 

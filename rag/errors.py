@@ -39,6 +39,40 @@ class UnreadableDocumentsError(InputError):
         )
 
 
+class DocumentRejectedError(InputError):
+    """Uploaded files cannot be indexed as they are: nothing was stored, the index is unchanged.
+
+    ``failures`` holds ``(file name, reason)`` per refused file; the HTTP reply lists them.
+    """
+
+    def __init__(self, failures: list[tuple[str, str]], files: int) -> None:
+        self.failures = failures
+        first = failures[0][1]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        super().__init__(f"{first}{more}; nothing of the {files} file(s) sent was indexed "
+                         "and the index is unchanged")
+
+
+class DocumentTooLargeError(DocumentRejectedError):
+    """An uploaded file is larger than the upload limit."""
+
+
+class UnsupportedDocumentError(DocumentRejectedError):
+    """An uploaded file's content is none of the supported types, whatever its name says."""
+
+
+class UnknownDocumentError(InputError):
+    """No indexed document has the given id."""
+
+
+class UnknownJobError(InputError):
+    """No upload job has the given id."""
+
+
+class StorageError(RagError):
+    """The disk refused a write (full, read-only): nothing changed, the write can be retried."""
+
+
 class UnauthorizedError(RagError):
     """The request carries no valid API key."""
 

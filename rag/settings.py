@@ -99,6 +99,16 @@ class Settings:
     api_keys_file: Path | None = None
     # Origins allowed to call the API from a browser (comma-separated); empty: CORS off.
     cors_origins: str = ""
+    # Documents sent to the service (POST /v1/documents): the largest upload request (HTTP
+    # 413), a document's pages and extracted characters, and how many documents the index may
+    # hold (HTTP 422 beyond each).
+    max_upload_bytes: int = 32 * 1024 * 1024
+    max_document_pages: int = 500
+    max_document_chars: int = 2_000_000
+    max_documents: int = 500
+    # How often (seconds) the service looks whether another process (a replica, `rag index
+    # add`) swapped a new index in, and then loads it; 0: only on reload or SIGHUP.
+    index_watch_s: float = 2.0
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -123,6 +133,11 @@ class Settings:
             (self.min_confidence is None or 0 <= self.min_confidence <= 1,
              "min_confidence must be between 0 and 1"),
             (self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024"),
+            (self.max_upload_bytes >= 1024, "max_upload_bytes must be at least 1024"),
+            (self.max_document_pages >= 1, "max_document_pages must be at least 1"),
+            (self.max_document_chars >= 1, "max_document_chars must be at least 1"),
+            (self.max_documents >= 1, "max_documents must be at least 1"),
+            (self.index_watch_s >= 0, "index_watch_s must be 0 (off) or more"),
             (self.rrf_k >= 1, "rrf_k must be at least 1"),
             (self.dense_weight >= 0 and self.lexical_weight >= 0, "fusion weights must be >= 0"),
             (self.dense_weight + self.lexical_weight > 0, "one fusion weight must be above 0"),

@@ -224,3 +224,58 @@ def test_a_follow_up_question_is_asked_as_it_stands_alone(server: str, browser: 
     page.click("#new-conversation")
     expect(page.locator("#conversation")).to_be_hidden()
     assert tab.problems == []
+
+
+def test_a_document_uploaded_through_the_page_is_listed_answered_and_removed(
+    server: str, browser: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    document = tmp_path / "lighthouse.txt"
+    document.write_text(
+        "The Varnholm lighthouse stands on a rock north of the harbour. The Varnholm lighthouse "
+        "keeper is named Ilse Brandt. She lit the lamp every evening at seven.\n",
+        encoding="utf-8",
+    )
+    question = "Who is the Varnholm lighthouse keeper?"
+    tab = Page(browser, server, viewport={"width": 1100, "height": 900})
+    page = tab.page
+    page.goto(server)
+    listed = page.locator("#document-list")
+    expect(listed).to_contain_text("gsomia_article.txt")  # listed once the service is ready
+    try:
+        # Chosen with the file picker: one row per file, then the document in the list.
+        page.click("#documents summary")
+        page.set_input_files("#document-file", str(document))
+        upload = page.locator("#uploads li", has_text="lighthouse.txt")
+        expect(upload.locator(".upload-status")).to_have_text("added", timeout=ANSWER_TIMEOUT_MS)
+        row = listed.locator("li", has_text="lighthouse.txt")
+        expect(row).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+        expect(row).to_contain_text("chunk")
+        page.locator("#documents").screenshot(path=str(SCREENSHOTS / "documents.png"))
+
+        # Answered from it; the citation shows the name it was uploaded under, not its id.
+        tab.ask(question)
+        answer = tab.wait_for_answer(to=question)
+        assert answer["refused"] is False, f"the service refused: {answer['answer']}"
+        assert "Ilse Brandt" in answer["answer"], answer["answer"]
+        expect(page.locator("#answer")).to_contain_text("Ilse Brandt")
+        cited = [c for c in answer["citations"] if c["source"].startswith("lighthouse-")]
+        assert cited, f"no citation of the uploaded document: {answer['citations']}"
+        expect(page.locator(f"#cite-{cited[0]['id']} .card-head strong")).to_have_text(
+            "lighthouse.txt")
+        page.screenshot(path=str(SCREENSHOTS / "document-answer.png"), full_page=True)
+
+        # Removed through its button, once the confirmation is accepted.
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Remove lighthouse.txt").click()
+        expect(row).to_have_count(0, timeout=ANSWER_TIMEOUT_MS)
+        expect(listed).to_contain_text("gsomia_article.txt")
+        assert tab.problems == []
+    finally:
+        # The index is the session's: whatever happened above, it is left holding the article
+        # only.
+        for entry in httpx.get(f"{server}/v1/documents", timeout=30).json()["documents"]:
+            if entry["name"] == "lighthouse.txt":
+                httpx.delete(f"{server}/v1/documents/{entry['id']}",
+                             timeout=ANSWER_TIMEOUT_MS / 1000)

@@ -204,7 +204,7 @@ def test_removing_an_unknown_document_changes_nothing(tmp_path: Path, embedder: 
     settings = make_settings(tmp_path / "index")
     build_index(settings, [tiny_corpus(tmp_path / "docs", 3)], embedder)
     before = settings.index_dir.resolve()
-    with pytest.raises(InputError, match=r"has no document 'nope\.txt'.*rag index info"):
+    with pytest.raises(InputError, match=r"has no document 'nope\.txt'.*rag index list"):
         remove_documents(settings, ["doc001.txt", "nope.txt"])
     with pytest.raises(InputError, match="would leave an empty index"):
         remove_documents(settings, ["doc000.txt", "doc001.txt", "doc002.txt"])

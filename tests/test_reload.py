@@ -32,7 +32,9 @@ def own_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> S
 
 @pytest.fixture(scope="module")
 def server(own_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(own_index, tmp_path_factory.mktemp("log") / "service.log") as running:
+    # No watcher: these tests are about the explicit reload (the watcher is tested with uploads).
+    with running_server(own_index, tmp_path_factory.mktemp("log") / "service.log",
+                        RAG_INDEX_WATCH_S="0") as running:
         yield running
 
 

@@ -46,6 +46,19 @@ class DocumentInfo:
     chars: int
     chunks: int
     reused: bool  # its chunks and vectors were taken from the previous build, not embedded again
+    # What a person sees in the documents list. Indexes built before these fields existed read
+    # with the defaults.
+    name: str = ""  # the name it was uploaded or added under (an upload's id is generated)
+    kind: str = ""  # the format it was read as: txt, md, html, pdf or docx
+    bytes: int = 0  # the size of the file as indexed
+    pages: int = 0  # 0 for formats without pages
+    added_at: str = ""  # when this content was first indexed (ISO 8601, UTC)
+
+    def listing(self) -> dict[str, Any]:
+        """The document as the documents list shows it (HTTP and ``rag index list --json``)."""
+        return {"id": self.doc_id, "name": self.name or self.doc_id, "type": self.kind,
+                "size": self.bytes, "pages": self.pages, "chunks": self.chunks,
+                "added_at": self.added_at, "checksum": self.sha256}
 
 
 @dataclass(frozen=True)

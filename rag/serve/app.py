@@ -27,7 +27,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
@@ -37,18 +37,16 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from rag.guard import Guard
 from rag.serve import auth, openai_api
 from rag.serve.admission import Admission, ModelGate
+from rag.serve.documents import MAX_FORM_PARTS, document_routes
 from rag.serve.errors import ERROR_RESPONSES, error_body, handle_error
 from rag.serve.openai_api import ChatRequest, sse
 from rag.serve.page import add_web_page
-from rag.serve.service import Service
+from rag.serve.service import Service, ServiceDep
 from rag.settings import Settings
 from rag.types import Answer, Question, Turn
 
 log = logging.getLogger("rag.http")
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-ServiceDep = NamedDependency[Service]
 
 
 class HistoryTurn(msgspec.Struct):
@@ -266,6 +264,9 @@ def _note(request: Request[Any, Any, Any], answer: Answer) -> None:
 
 # ---- before every request: the key, then the body's media type ------------------------------
 
+# Bodies are JSON, but for the routes listed here.
+BODY_TYPES = {"/v1/documents": "multipart/form-data"}
+
 
 def guard_request(keys: frozenset[str]) -> Callable[[Request[Any, Any, Any]], None]:
     def before(request: Request[Any, Any, Any]) -> None:
@@ -274,11 +275,11 @@ def guard_request(keys: frozenset[str]) -> Callable[[Request[Any, Any, Any]], No
             "transfer-encoding" in request.headers)
         if request.method == "POST" and has_body:
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media_type != "application/json":
+            expected = BODY_TYPES.get(request.url.path, "application/json")
+            if media_type != expected:
                 raise HTTPException(
                     status_code=415,
-                    detail="send the body as application/json "
-                           f"(got {media_type or 'no content type'})",
+                    detail=f"send the body as {expected} (got {media_type or 'no content type'})",
                 )
 
     return before
@@ -325,27 +326,33 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         threading.Thread(target=service.load, name="rag-load", daemon=True).start()
+        stop_watching = threading.Event()
+        if settings.index_watch_s:
+            threading.Thread(target=service.watch_index, args=(stop_watching,),
+                             name="rag-watch", daemon=True).start()
         loop = asyncio.get_running_loop()
         # Signals reach the main thread only; an app run elsewhere (a test client) has no SIGHUP.
         hangup = threading.current_thread() is threading.main_thread()
         if hangup:
             loop.add_signal_handler(signal.SIGHUP, _reload_on_signal, service)
         yield
+        stop_watching.set()
         if hangup:
             loop.remove_signal_handler(signal.SIGHUP)
 
     return Litestar(
         route_handlers=[healthz, readyz, index_info, reload_index, ask, ask_stream,
-                        chat_completions],
+                        chat_completions, *document_routes(settings)],
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
         state=State({"service": service}),
         lifespan=[lifespan],
         on_app_init=[add_web_page],  # GET / and /static/*: the web page (rag/serve/page.py)
         before_request=guard_request(keys),
-        cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST"],
+        cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                                allow_headers=["Authorization", "Content-Type"])
         if origins else None,
         request_max_body_size=settings.max_body_bytes,
+        multipart_form_part_limit=MAX_FORM_PARTS,
         exception_handlers={Exception: handle_error},
         middleware=[access_log],
         logging_config=None,  # `rag serve` sets up logging: one JSON line per request

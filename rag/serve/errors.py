@@ -37,13 +37,17 @@ _DESCRIBED = {
     400: "bad input: empty, too long or malformed question, bad top_k or min_confidence, "
          "malformed JSON, or a prompt that does not fit the context",
     401: "an API key is required and none, or a wrong one, was sent",
-    404: "no such route",
+    404: "no such route, document or upload job",
     409: "a reload whose new index did not load (the old one keeps serving)",
-    413: "the request body is too large",
-    415: "the body is not application/json",
+    413: "the request body is too large, or an uploaded file is (details name it)",
+    415: "the body is not application/json (multipart/form-data for uploads), or an uploaded "
+         "file is of no supported type whatever its name says (details name it)",
+    422: "uploaded files that cannot be indexed: empty, encrypted, corrupt, without text, "
+         "beyond the page, character or document limits (details name each file and why)",
     500: "an unexpected error or a server misconfiguration (see the service log)",
     503: "loading, failed to load, or too many requests waiting (with Retry-After)",
     504: "the request timed out (RAG_REQUEST_TIMEOUT_S)",
+    507: "the disk refused to store an upload or its index (full, read-only): nothing changed",
 }
 # The error responses every route documents in the OpenAPI schema.
 ERROR_RESPONSES = {
@@ -54,6 +58,11 @@ ERROR_RESPONSES = {
 # First match wins: subclasses before their bases.
 ERROR_STATUS: dict[type[Exception], int] = {
     errors.SettingsError: 500,  # the server is misconfigured, not the request
+    errors.DocumentTooLargeError: 413,
+    errors.UnsupportedDocumentError: 415,
+    errors.DocumentRejectedError: 422,
+    errors.UnknownDocumentError: 404,
+    errors.UnknownJobError: 404,
     errors.InputError: 400,
     RecursionError: 400,  # a JSON body nested too deeply to decode
     errors.UnauthorizedError: 401,
@@ -66,6 +75,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     errors.ModelIntegrityError: 503,
     errors.LlamaRuntimeError: 503,
     errors.DeadlineExceededError: 504,
+    errors.StorageError: 507,
     errors.CancelledError: 499,  # the client went away; nobody reads this status
 }
 # Where the exception's own words would not help the caller: (message, type).
@@ -73,7 +83,8 @@ _PLAIN: dict[type[Exception], tuple[str, str]] = {
     RecursionError: ("the JSON body is nested too deeply", "invalid_request"),
 }
 _HTTP_MESSAGES = {
-    413: "the request body is too large (setting RAG_MAX_BODY_BYTES)",
+    413: "the request body is too large (settings RAG_MAX_BODY_BYTES for questions, "
+         "RAG_MAX_UPLOAD_BYTES for uploads)",
 }
 
 
@@ -87,7 +98,11 @@ def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
     for kind, status in ERROR_STATUS.items():
         if isinstance(exc, kind):
             message, kind_name = _PLAIN.get(kind, (str(exc), _snake(type(exc).__name__)))
-            return status, {"error": {"message": message, "type": kind_name}}
+            body = {"message": message, "type": kind_name}
+            if isinstance(exc, errors.DocumentRejectedError):
+                body["details"] = [{"file": name, "reason": reason}
+                                   for name, reason in exc.failures]
+            return status, {"error": body}
     log.exception("internal error", exc_info=exc)
     return 500, {"error": {"message": "internal error; see the service log", "type": "internal"}}
 

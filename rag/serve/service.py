@@ -3,8 +3,10 @@ for a new index between requests.
 
 ``/healthz`` answers at once and ``/readyz`` turns 200 when loading is done; every question waits
 for its turn at the ``ModelGate`` in a worker thread while the event loop stays free. A reload
-(``POST /v1/index/reload`` or SIGHUP) loads the new index beside the old one and swaps it in on
-the model's turn, so no request fails; if the new index does not load, the old one keeps serving.
+(``POST /v1/index/reload``, SIGHUP, an upload or removal here, or the watcher seeing another
+process swap a new index in) loads the new index beside the old one and swaps it in on the
+model's turn, so no request fails and each is answered from one index; if the new index does not
+load, the old one keeps serving.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+from litestar.di import NamedDependency
 
 from index_build.build import ensure_default_index
+from index_build.uploads import Upload, add_uploads, remove_documents_and_files, tidy_when_idle
 from rag import errors
 from rag.factory import load_pipeline, warm_up, with_index
 from rag.guard import Guard
 from rag.pipeline import Pipeline
 from rag.serve.admission import Admission, ModelGate
+from rag.serve.jobs import Job, JobBoard
 from rag.settings import Settings
 from rag.types import Answer, Passage, Question
 
@@ -39,6 +45,7 @@ class Service:
     load_error: str | None = None
     loaded_at: float | None = None
     started_at: float = field(default_factory=time.time)
+    jobs: JobBoard = field(default_factory=JobBoard)
     # One reload at a time. Typed Any: litestar inspects this class (the routes' dependency),
     # and threading.Lock is a factory function, not a type it can describe.
     _reloading: Any = field(default_factory=threading.Lock)
@@ -53,6 +60,7 @@ class Service:
 
     def load(self) -> None:
         try:
+            tidy_when_idle(self.settings.index_dir)
             ensure_default_index(self.settings, announce=log.info)
             pipeline = load_pipeline(self.settings)
             warm_up(pipeline)
@@ -65,14 +73,19 @@ class Service:
             log.error(json.dumps({"event": "load_failed", "error": str(exc)}))
 
     def reload(self) -> dict[str, object]:
-        """Swap in the index now at the configured path (a worker thread's job). Before the
-        first successful load, this retries the whole load."""
+        """Swap in the index now at the configured path (a worker thread's job); the one served
+        already is left as it is. Before the first successful load, this retries the whole
+        load."""
         with self._reloading:
             if self.pipeline is None:
                 self.load()
                 self.ready()
                 return {"status": "loaded", "chunks": self.ready().index.manifest.chunk_count}
-            current = self.pipeline
+            current = self.ready()
+            if self.settings.index_dir.resolve() == current.index.path:
+                # Already served: the watcher and a write of this service can both ask.
+                return {"status": "unchanged", "chunks": current.index.manifest.chunk_count,
+                        "fingerprint": current.index.manifest.fingerprint}
             try:
                 fresh = with_index(current, self.settings)
             except errors.RagError as exc:
@@ -90,6 +103,37 @@ class Service:
             log.info(json.dumps({"event": "reloaded", "fingerprint": manifest.fingerprint}))
             return {"status": "reloaded", "chunks": manifest.chunk_count,
                     "fingerprint": manifest.fingerprint}
+
+    def add_documents(self, uploads: list[Upload], job: Job) -> list[dict[str, Any]]:
+        """Store, index and swap in ``uploads`` (a worker thread's job); ``job`` follows along."""
+        embedder = self.ready().retriever.embedder
+        outcomes = add_uploads(self.settings, uploads, embedder, on_stage=job.move)
+        if any(outcome.status == "added" for outcome in outcomes):
+            job.move("loading")
+            self.reload()
+        return [{**o.document.listing(), "status": o.status} for o in outcomes]
+
+    def remove_document(self, doc_id: str) -> dict[str, Any]:
+        """Drop one document from the index and the disk, then serve the index without it."""
+        self.ready()
+        result = remove_documents_and_files(self.settings, [doc_id])
+        self.reload()
+        return {"removed": doc_id, "documents": len(result.manifest.documents),
+                "chunks": result.manifest.chunk_count}
+
+    def watch_index(self, stop: threading.Event) -> None:
+        """Load the index another process swapped in (a replica's upload, `rag index add`)
+        within ``index_watch_s``; a build that failed to load is not tried again."""
+        failed: Path | None = None
+        while not stop.wait(self.settings.index_watch_s):
+            served = self.pipeline.index.path if self.pipeline is not None else None
+            current = self.settings.index_dir.resolve()
+            if served is None or current in {served, failed}:
+                continue
+            try:
+                self.reload()
+            except errors.RagError:  # logged by reload; the old index keeps serving
+                failed = current
 
     async def ask(
         self,
@@ -114,3 +158,7 @@ class Service:
             log.info(json.dumps({"event": event,
                                  "after_s": round(time.perf_counter() - started, 3)}))
             raise
+
+
+# How a route asks for the service (litestar injects it by this name).
+ServiceDep = NamedDependency[Service]

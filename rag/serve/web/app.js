@@ -1,6 +1,7 @@
 // The question page: asks POST /v1/ask/stream and shows the draft as it is written, then the
-// checked answer with its cited sentences highlighted in their passages. No framework, no
-// external URLs: everything talks to the service that served this page.
+// checked answer with its cited sentences highlighted in their passages; lists, uploads and
+// removes the documents (/v1/documents). No framework, no external URLs: everything talks to the
+// service that served this page.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -8,11 +9,16 @@ const KEY_STORE = "rag.apiKey";
 const RECENT_STORE = "rag.recent";
 const RECENT_MAX = 10;
 const HISTORY_MAX = 6; // earlier turns sent with a question (the service bounds them too)
+const JOB_POLL_MS = 500; // how often an upload's job is asked where it is
+const JOB_MISSES = 20; // polls in a row that may fail before an upload is given up on
 
 let current = null; // {controller, draft} of the question being answered, or null
 // This page's conversation, oldest first: a follow-up ("Where did he say that?") is sent with
 // it, and the service rewrites it to stand alone.
 let conversation = [];
+let documentNames = new Map(); // document id -> the name it was uploaded under, from the list
+let uploading = Promise.resolve(); // uploads run one after another, as the service indexes them
+let listing = 0; // the latest documents list asked for: an older answer is dropped
 
 // ---- small helpers ---------------------------------------------------------------------------
 
@@ -62,6 +68,26 @@ function headers(json) {
 // units, so slice on an array of code points to stay exact beyond the Basic Multilingual Plane.
 function sliceCodePoints(text, start, end) {
   return Array.from(text).slice(start, end).join("");
+}
+
+// fetch with the key; resolves {status, body}, status 0 when the service could not be reached.
+async function requestJson(url, options = {}) {
+  try {
+    const response = await fetch(url, { headers: headers(false), cache: "no-store", ...options });
+    return { status: response.status, body: await response.json().catch(() => ({})) };
+  } catch {
+    return { status: 0, body: {} };
+  }
+}
+
+// The service's error as one sentence: the first file's reason when it names files (as written:
+// it may start with the file's name), else its message.
+function errorText(error, status) {
+  const reason = error?.details?.[0]?.reason;
+  if (reason) return /[.!?]$/.test(reason) ? reason : `${reason}.`;
+  if (error?.message) return sentence(error.message);
+  return status === 0 ? "Cannot reach the service (is rag serve running?)."
+    : `The service answered HTTP ${status}.`;
 }
 
 // ---- the service's state: loading, failed, down, needs a key ---------------------------------
@@ -255,6 +281,8 @@ function onAnswer(run, answer) {
   window.lastAnswer = answer; // the page's own data, for debugging and the browser test
   showSearching(answer.standalone_question);
   rememberTurn(answer);
+  // A source the list does not know was added since (by another page): its name is looked up.
+  if (answer.citations.some((c) => !documentNames.has(c.source))) refreshDocuments();
   renderPassages(answer.passages);
   const seconds = answer.timings?.total_s;
   $("meta").textContent = `${answer.model}${seconds !== undefined ? ` · ${seconds.toFixed(1)} s` : ""}`;
@@ -344,16 +372,18 @@ function revealCard(card) {
   card.focus({ preventScroll: true });
 }
 
-// One card per citation: the document, and the passage with the quote marked at its offsets.
+// One card per citation: the document (its page, for a PDF), and the passage with the quote
+// marked at its offsets.
 function renderCitations(answer) {
   const list = $("citations");
   for (const c of answer.citations) {
     const passage = answer.passages.find((p) => p.chunk_id === c.chunk_id);
+    const page = Number.isInteger(c.page) ? [`page ${c.page}`] : [];
     list.append(el("li", { id: `cite-${c.id}`, class: "card", tabindex: "-1" },
       el("p", { class: "card-head" },
         el("span", { class: "card-id" }, `[${c.id}]`), " ",
-        el("strong", {}, c.source), " ",
-        details(`characters ${c.start}–${c.end}`, `support ${c.score.toFixed(2)}`)),
+        sourceName(c.source), " ",
+        details(...page, `characters ${c.start}–${c.end}`, `support ${c.score.toFixed(2)}`)),
       quoteInPassage(c, passage)));
   }
   $("sources").hidden = answer.citations.length === 0;
@@ -391,7 +421,7 @@ function renderPassages(passages) {
   list.replaceChildren(...passages.map((p, rank) => el("li", { class: "card" },
     el("p", { class: "card-head" },
       el("span", { class: "card-id" }, `#${rank + 1}`), " ",
-      el("strong", {}, p.source), " ",
+      sourceName(p.source), " ",
       details(`characters ${p.start}–${p.end}`, `score ${p.score.toFixed(4)}`)),
     el("blockquote", { class: "passage" }, p.text))));
   $("passage-count").textContent = String(passages.length);
@@ -449,6 +479,245 @@ async function copyPermalink(event) {
   }
 }
 
+// ---- documents: upload, list, remove (/v1/documents) -----------------------------------------
+
+const STAGES = {
+  received: "received…",
+  checking: "checking…",
+  indexing: "indexing…",
+  loading: "loading the new index…",
+};
+
+// A document's name as a person gave it; an upload's id is made up by the service.
+function displayName(source) {
+  return documentNames.get(source) || source;
+}
+
+// The source of a card; renamed in place when the documents list arrives after the answer.
+function sourceName(source) {
+  return el("strong", { "data-source": source }, displayName(source));
+}
+
+function renameSources() {
+  for (const node of document.querySelectorAll("[data-source]")) {
+    node.textContent = displayName(node.dataset.source);
+  }
+}
+
+function showDocumentsStatus(text, kind = "") {
+  $("documents-status").textContent = text;
+  $("documents-status").className = `documents-status ${kind}`;
+}
+
+async function refreshDocuments() {
+  const asked = ++listing;
+  const { status, body } = await requestJson("/v1/documents");
+  if (asked !== listing) return; // a newer list is on its way
+  if (status !== 200) return showDocumentsStatus(errorText(body.error, status), "error");
+  showDocumentsStatus("");
+  renderDocuments(body.documents);
+}
+
+function renderDocuments(documents) {
+  documentNames = new Map(documents.map((d) => [d.id, d.name]));
+  $("document-list").replaceChildren(...documents.map(documentRow));
+  $("documents-state").textContent = `(${documents.length})`;
+  renameSources();
+}
+
+function documentRow(doc) {
+  const label = `Remove ${doc.name}`;
+  const remove = el("button", { type: "button", class: "remove", "aria-label": label }, "Remove");
+  const row = el("li", { class: "document" },
+    el("span", { class: "document-name" }, doc.name), " ",
+    details(...documentFacts(doc)), " ", remove,
+    el("p", { class: "document-error error", hidden: "" }));
+  remove.addEventListener("click", () => removeDocument(doc, row));
+  return row;
+}
+
+// "PDF · 1.2 MB · 12 pages · 40 chunks"; facts an older index did not keep are left out.
+function documentFacts(doc) {
+  const facts = [];
+  if (doc.type) facts.push(doc.type.toUpperCase());
+  if (doc.size > 0) facts.push(humanSize(doc.size));
+  if (doc.pages > 0) facts.push(counted(doc.pages, "page"));
+  facts.push(counted(doc.chunks, "chunk"));
+  return facts;
+}
+
+const counted = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+function humanSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KB", "MB", "GB"];
+  let size = bytes / 1024;
+  let unit = 0;
+  while (size >= 1024 && unit < units.length - 1) {
+    size /= 1024;
+    unit += 1;
+  }
+  return `${size < 10 ? size.toFixed(1) : Math.round(size)} ${units[unit]}`;
+}
+
+async function removeDocument(doc, row) {
+  if (!window.confirm(`Remove “${doc.name}”? Answers will no longer draw on it.`)) return;
+  const button = row.querySelector(".remove");
+  button.disabled = true;
+  button.textContent = "Removing…";
+  showRowError(row, "");
+  const url = `/v1/documents/${encodeURIComponent(doc.id)}`;
+  const { status, body } = await requestJson(url, { method: "DELETE" });
+  if (status === 200) {
+    await refreshDocuments();
+    showDocumentsStatus(`Removed “${doc.name}”.`);
+    $("document-file").focus(); // its row, and the button that had the focus, are gone
+    return;
+  }
+  if (status === 401) askForKey(Boolean(load(KEY_STORE, "")));
+  button.disabled = false;
+  button.textContent = "Remove";
+  showRowError(row, errorText(body.error, status));
+}
+
+function showRowError(row, text) {
+  const error = row.querySelector(".document-error");
+  error.textContent = text;
+  error.hidden = !text;
+}
+
+// Each file is its own request, so that one the service refuses does not sink the others. The
+// rows of earlier uploads that have finished make way.
+function uploadFiles(files) {
+  if (files.length) for (const row of document.querySelectorAll(".upload.finished")) row.remove();
+  for (const file of files) {
+    const row = uploadRow(file);
+    uploading = uploading.then(() => upload(file, row));
+  }
+}
+
+function uploadRow(file) {
+  const row = el("li", { class: "upload" },
+    el("span", { class: "upload-name" }, file.name), " ",
+    el("progress", { max: "100", value: "0", "aria-label": `${file.name} sent` }), " ",
+    el("span", { class: "upload-percent", "aria-hidden": "true" }, ""), " ",
+    el("span", { class: "upload-status" }, "waiting…"));
+  $("uploads").append(row);
+  return row;
+}
+
+function setUploadStatus(row, text, kind = "") {
+  const status = row.querySelector(".upload-status");
+  status.textContent = text;
+  status.className = `upload-status ${kind}`;
+  row.classList.toggle("finished", kind !== "");
+}
+
+function showProgress(row, fraction) {
+  const percent = Math.round(fraction * 100);
+  row.querySelector("progress").value = percent;
+  row.querySelector(".upload-percent").textContent = `${percent}%`;
+}
+
+async function upload(file, row) {
+  setUploadStatus(row, "sending…");
+  const { status, body } = await send(file, row);
+  if (status === 201) return finishUpload(body, row);
+  if (status === 202) return finishUpload(await followJob(body, row), row);
+  if (status === 401) askForKey(Boolean(load(KEY_STORE, "")));
+  setUploadStatus(row, errorText(body.error, status), "error");
+}
+
+// XMLHttpRequest rather than fetch: it tells how much of the file has been sent. The service
+// answers at once (?wait=false) with a job to follow.
+function send(file, row) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/v1/documents?wait=false");
+    for (const [name, value] of Object.entries(headers(false))) xhr.setRequestHeader(name, value);
+    xhr.responseType = "json";
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable) showProgress(row, event.loaded / event.total);
+    };
+    // After a load, an error or an abort alike; status 0 when nothing came back.
+    xhr.onloadend = () => resolve({ status: xhr.status, body: xhr.response || {} });
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+}
+
+// Asks where the upload is every JOB_POLL_MS, showing its stage, until it is done or failed.
+async function followJob(job, row) {
+  showProgress(row, 1);
+  let misses = 0;
+  while (job.status === "running") {
+    setUploadStatus(row, STAGES[job.stage] || `${job.stage}…`);
+    await sleep(JOB_POLL_MS);
+    const { status, body } = await requestJson(`/v1/documents/jobs/${encodeURIComponent(job.job)}`);
+    if (status === 200) {
+      job = body;
+      misses = 0;
+    } else if (status !== 0 || ++misses >= JOB_MISSES) {
+      return { status: "failed", error: body.error || { message: "lost touch with the service "
+        + "while it indexed the file; the list below shows what it holds" } };
+    }
+  }
+  return job;
+}
+
+function finishUpload(job, row) {
+  showProgress(row, 1);
+  if (job.status === "done") {
+    const duplicate = job.documents?.[0]?.status === "duplicate";
+    setUploadStatus(row, duplicate ? "already indexed" : "added", "done");
+  } else setUploadStatus(row, errorText(job.error), "error");
+  return refreshDocuments(); // a job the service forgot (a restart) may still have added it
+}
+
+const hasFiles = (event) => Array.from(event.dataTransfer?.types || []).includes("Files");
+
+function wireDropZone() {
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", (event) => {
+    if (!zone.contains(event.relatedTarget)) zone.classList.remove("dragging");
+  });
+  zone.addEventListener("drop", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    uploadFiles(Array.from(event.dataTransfer.files));
+  });
+  // Files dragged over the page open the panel; dropped beside the zone they are refused,
+  // rather than the browser leaving this page (and its conversation) to show the file.
+  document.addEventListener("dragenter", (event) => {
+    if (hasFiles(event)) $("documents-panel").open = true;
+  });
+  document.addEventListener("dragover", (event) => {
+    if (!hasFiles(event) || zone.contains(event.target)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "none";
+  });
+  document.addEventListener("drop", (event) => {
+    if (hasFiles(event) && !zone.contains(event.target)) event.preventDefault();
+  });
+}
+
+function wireDocuments() {
+  const input = $("document-file");
+  input.addEventListener("change", () => {
+    uploadFiles(Array.from(input.files));
+    input.value = ""; // so that the same file can be chosen again
+  });
+  wireDropZone();
+}
+
 // ---- the API key -----------------------------------------------------------------------------
 
 function renderKeyState() {
@@ -494,12 +763,14 @@ function start() {
     save(KEY_STORE, $("api-key").value.trim() || null);
     renderKeyState();
     setStatus("API key saved in this browser.");
+    refreshDocuments();
   });
   $("key-forget").addEventListener("click", () => {
     save(KEY_STORE, null);
     renderKeyState();
     setStatus("API key forgotten.");
   });
+  wireDocuments();
   renderKeyState();
   renderRecent();
 
@@ -507,6 +778,7 @@ function start() {
   const question = new URLSearchParams(location.search).get("q");
   if (question) $("question").value = question;
   waitUntilReady().then((ready) => {
+    if (ready) refreshDocuments();
     if (ready && question) ask(question);
   });
   $("question").focus();

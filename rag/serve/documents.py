@@ -1,0 +1,100 @@
+"""The documents routes: upload, list and remove documents, a thin layer over ``Service``.
+
+``POST /v1/documents`` takes one or more files (multipart form, field ``file``, repeatable) and
+answers when they are indexed and served (201), or at once with a job to follow
+(``?wait=false``: 202, then ``GET /v1/documents/jobs/{id}``). Refusals are 4xx whose ``details``
+name each refused file and why; a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import anyio.to_thread
+from litestar import Response, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Body, FromPath, FromQuery
+
+from index_build.uploads import Upload
+from rag.serve.errors import ERROR_RESPONSES, error_body
+from rag.serve.jobs import Job
+from rag.serve.service import Service, ServiceDep
+from rag.settings import Settings
+
+# Room for the multipart headers around the files within one upload request.
+MULTIPART_OVERHEAD = 256 * 1024
+# Form parts litestar parses before refusing a request outright: above any document limit, so
+# the refusal that names the files (RAG_MAX_DOCUMENTS) comes first.
+MAX_FORM_PARTS = 10_000
+
+
+ACCEPTED = ResponseSpec(data_container=dict[str, Any], generate_examples=False,
+                        description="with ?wait=false: the upload's job, to follow at "
+                                    "/v1/documents/jobs/{job}")
+
+
+@dataclass
+class UploadForm:
+    file: list[UploadFile]
+
+
+def document_routes(settings: Settings) -> list[HTTPRouteHandler]:
+    """The routes, with the upload size limit of ``settings``."""
+
+    @post("/v1/documents", status_code=201, responses={**ERROR_RESPONSES, 202: ACCEPTED},
+          request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    async def upload_documents(
+        data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        service: ServiceDep, wait: FromQuery[bool] = True,
+    ) -> Response[dict[str, Any]]:
+        """Index the files sent (.txt .md .html .pdf .docx, typed by content) and serve them."""
+        service.ready()
+        uploads = [Upload(f.filename, await f.read()) for f in data.file]
+        job = service.jobs.create([u.name for u in uploads])
+        if not wait:
+            threading.Thread(target=_in_background, args=(service, uploads, job),
+                             name="rag-upload", daemon=True).start()
+            return Response(job.to_dict(), status_code=202)
+        await anyio.to_thread.run_sync(_run, service, uploads, job)
+        return Response(job.to_dict(), status_code=201)
+
+    return [upload_documents, list_documents, remove_document, upload_job]
+
+
+@get("/v1/documents", sync_to_thread=False, responses=ERROR_RESPONSES)
+def list_documents(service: ServiceDep) -> dict[str, Any]:
+    """Every document of the index this replica serves."""
+    manifest = service.ready().index.manifest
+    return {"documents": [d.listing() for d in manifest.documents],
+            "chunks": manifest.chunk_count, "fingerprint": manifest.fingerprint}
+
+
+@delete("/v1/documents/{doc_id:path}", status_code=200, responses=ERROR_RESPONSES)
+async def remove_document(doc_id: FromPath[str], service: ServiceDep) -> dict[str, Any]:
+    """Remove a document from the index and from the service's storage."""
+    return await anyio.to_thread.run_sync(service.remove_document, doc_id.lstrip("/"))
+
+
+@get("/v1/documents/jobs/{job_id:str}", sync_to_thread=False, responses=ERROR_RESPONSES)
+def upload_job(job_id: FromPath[str], service: ServiceDep) -> dict[str, Any]:
+    """Where an upload is: received, checking, indexing, loading, done or failed."""
+    return service.jobs.get(job_id).to_dict()
+
+
+def _run(service: Service, uploads: list[Upload], job: Job) -> None:
+    try:
+        job.finish(service.add_documents(uploads, job))
+    except Exception as exc:
+        job.finish(error=error_body(exc)[1]["error"])
+        raise
+
+
+def _in_background(service: Service, uploads: list[Upload], job: Job) -> None:
+    with contextlib.suppress(Exception):  # the job holds the error; nobody waits on this thread
+        _run(service, uploads, job)
