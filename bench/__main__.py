@@ -20,7 +20,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from bench import build_speed, latency, llama_builds, report, scale, service
+from bench import build_speed, latency, llama_builds, report, scale, service, uploads
 from bench.naive import NaivePipeline
 from eval.gold import GoldItem, load_gold, select
 from index_build.build import build_index
@@ -42,7 +42,7 @@ PROFILES: dict[str, dict[str, Any]] = {
               "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},
               "total_questions": 30, "llama_builds": "", "engine_chunks": 1_000},
 }
-PHASES = ("llama-builds", "index-build", "growth", "retrieval", "latency", "service")
+PHASES = ("llama-builds", "index-build", "growth", "retrieval", "latency", "uploads", "service")
 
 
 def main() -> None:
@@ -71,7 +71,7 @@ def main() -> None:
             results["llama_builds"] = llama_builds.measure(model.path, model.name,
                                                            settings.threads, others,
                                                            work / "builds")
-        if phases & {"index-build", "growth", "retrieval", "latency", "service"}:
+        if phases & {"index-build", "growth", "retrieval", "latency", "uploads", "service"}:
             _run_pipeline_phases(phases, profile, settings, work, results)
     results["duration_s"] = time.perf_counter() - started
     out = args.out or RESULTS / ("latest.json" if not args.only
@@ -134,6 +134,13 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
                 "corpus": "SQuAD 2.0 dev, 2 articles in one index", "modes": {
                     mode: _layout(scoped.replace(prompt_mode=mode), embedder, sample)
                     for mode in ("retrieval", "reuse")}}
+
+    if "uploads" in phases:
+        _phase("documents uploaded to two replicas: upload to answerable, beside a full rebuild")
+        scoped = settings.replace(index_dir=work / "upload-index")
+        env = {"RAG_INDEX_DIR": str(scoped.index_dir), "RAG_LLM": profile["llm"],
+               "RAG_MODEL_DIR": str(settings.model_dir)}
+        results["uploads"] = uploads.measure(env, scoped, embedder, work)
 
     if "service" in phases:
         _phase("cold start and service under load")

@@ -12,6 +12,7 @@ def table(results: dict[str, Any]) -> str:
                 ("answer_latency_documents", _documents),
                 ("index_build", _index_build), ("growth", _growth),
                 ("retrieval_scale", _retrieval),
+                ("uploads", _uploads),
                 ("service", _service)]
     for key, section in sections:
         if key in results:
@@ -107,6 +108,20 @@ def _retrieval(results: dict[str, Any], add: Add) -> None:
             f"{size['ivf_p50_ms']:.2f} ms, recall@10 {size['ivf_recall_at_10']:.3f} | exact "
             f"{size['flat_p50_ms']:.2f} ms | {size['ivf_p50_ms'] / size['flat_p50_ms']:.2f} | "
             "< 20 ms, ≥ 0.95 |")
+
+
+def _uploads(results: dict[str, Any], add: Add) -> None:
+    bench = results["uploads"]
+    rebuild = (f"full rebuild {bench['full_rebuild_s']:.1f} s "
+               f"({bench['full_rebuild_chunks']} chunks, not yet served)")
+    for label, run in bench["uploads"].items():
+        add(f"| upload {label} ({run['chunks']} chunks): accepted to indexed and served | "
+            f"{run['indexed_and_served_s']:.2f} s | {rebuild} | "
+            f"{run['indexed_and_served_s'] / bench['full_rebuild_s']:.2f} | |")
+        add(f"| upload {label}: accepted to first answer ({'right' if run['right'] else 'WRONG'})"
+            f" | {run['first_answer_s']:.2f} s | | | |")
+        add(f"| upload {label}: accepted to served by the other replica (watch "
+            f"{bench['watch_interval_s']} s) | {run['other_replica_serves_s']:.2f} s | | | |")
 
 
 def _service(results: dict[str, Any], add: Add) -> None:
