@@ -1,10 +1,12 @@
 """Building a pipeline: load the index and the models once, swap in a new index, warm the caches.
 
 The engine holds one KV sequence per component that reads with it (``SEQUENCES``); each
-component is handed its own. A reload keeps every model and builds only what depends on the
-index; ``warm_up`` brings the fixed prompt prefixes into the KV cache (from their saved states
-when they match, else by reading them and saving the states) so the first real question is as
-fast as the next ones.
+component is handed its own. For requests answered at once (``slots``), every slot has its own
+three sequences and its own ``Pipeline`` over the same engine, index and embedder
+(``for_slots``); the fixed prefixes are read once and shared into every slot's sequences. A
+reload keeps every model and builds only what depends on the index; ``warm_up`` brings the fixed
+prompt prefixes into the KV cache (from their saved states when they match, else by reading them
+and saving the states) so the first real question is as fast as the next ones.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
+from typing import TypeVar
 
 from rag.answer.citations import CitationChecker
 from rag.answer.drafting import Drafter
@@ -22,7 +25,7 @@ from rag.answer.verification import Verifier
 from rag.decision.policy import Policy
 from rag.decision.scorers import choice_for
 from rag.llm import kv_state, selftest
-from rag.llm.engine import Engine, KvSequence, ModelChoice
+from rag.llm.engine import Engine, KvSequence, ModelChoice, SequenceReader
 from rag.llm.loading import choose_model, load_engine
 from rag.pipeline import Pipeline
 from rag.retrieval.embedder import Embedder
@@ -31,18 +34,20 @@ from rag.retrieval.store import KV_STATES, StoredIndex, load_index
 from rag.settings import Settings
 
 SEQUENCES = ("answer", "verify", "followup")
+ReaderT = TypeVar("ReaderT", bound=SequenceReader)
 log = logging.getLogger("rag.pipeline")
 
 
 def load_pipeline(settings: Settings, embedder: Embedder | None = None,
-                  explain: bool = False) -> Pipeline:
+                  explain: bool = False, slots: int = 1) -> Pipeline:
     """The index at ``settings.index_dir`` and the configured models, ready to answer; with
-    ``explain`` every draft is measured in full (the eval harness replays other policies)."""
+    ``explain`` every draft is measured in full (the eval harness replays other policies).
+    ``slots`` above one makes room for that many requests at once (``for_slots``)."""
     embedder = embedder or Embedder(settings.threads)
     index = load_index(settings.index_dir, embedder.name)
     model = choose_model(settings)
     policy = _policy(settings, model)
-    engine = load_engine(settings, model, SEQUENCES)
+    engine = load_engine(settings, model, _sequence_names(slots), slots)
     verifier = None
     if policy.measures or explain:
         verifier = Verifier(engine, engine.sequence("verify"),
@@ -74,6 +79,29 @@ def with_index(pipeline: Pipeline, settings: Settings) -> Pipeline:
         drafter=_drafter(settings, pipeline.drafter.engine, index),
         checker=CitationChecker(embedder, settings.min_support, index.documents),
     )
+
+
+def for_slots(pipeline: Pipeline, slots: int) -> list[Pipeline]:
+    """``pipeline`` and a copy on each further slot's own sequences (all warmed up: the prefixes
+    read by ``warm_up`` into the first are shared into the others, not read again)."""
+    return [pipeline, *(_on_slot(pipeline, slot) for slot in range(1, slots))]
+
+
+def _on_slot(pipeline: Pipeline, slot: int) -> Pipeline:
+    engine = pipeline.drafter.engine
+
+    def moved(reader: ReaderT) -> ReaderT:
+        seq = engine.sequence(f"{reader.seq.name}.{slot}")
+        engine.share(reader.seq, seq, len(reader.seq.tokens))
+        return replace(reader, seq=seq)
+
+    verifier = pipeline.verifier
+    return replace(pipeline, drafter=moved(pipeline.drafter), resolver=moved(pipeline.resolver),
+                   verifier=moved(verifier) if verifier is not None else None)
+
+
+def _sequence_names(slots: int) -> tuple[str, ...]:
+    return SEQUENCES + tuple(f"{name}.{slot}" for slot in range(1, slots) for name in SEQUENCES)
 
 
 def warm_up(pipeline: Pipeline) -> None:

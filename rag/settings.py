@@ -91,6 +91,12 @@ class Settings:
     max_question_chars: int = 2000
     # Requests allowed to wait for the model; more get HTTP 503 with Retry-After.
     max_queue: int = 16
+    # Requests the service answers at once, their decode steps shared (continuous batching);
+    # each has n_ctx tokens of context of its own. 1 on this 2-core machine: 2 and 4 gave no
+    # more requests/s, and batched reads changed 2-3 answers of 16 (docs/performance.md).
+    parallel: int = 1
+    # Prompt tokens read in one step beside the requests that are generating (chunked prefill).
+    prefill_slice: int = 128
     # Largest request body; larger ones get HTTP 413.
     max_body_bytes: int = 65536
     # Bearer keys every route but health, readiness and the page requires: a comma-separated
@@ -129,6 +135,8 @@ class Settings:
             (self.max_answer_tokens >= 16, "max_answer_tokens must be at least 16"),
             (self.max_question_chars >= 1, "max_question_chars must be at least 1"),
             (self.max_queue >= 1, "max_queue must be at least 1"),
+            (1 <= self.parallel <= 64, "parallel must be between 1 and 64"),
+            (self.prefill_slice >= 1, "prefill_slice must be at least 1"),
             (self.max_history_turns >= 0, "max_history_turns must be 0 or more"),
             (self.min_confidence is None or 0 <= self.min_confidence <= 1,
              "min_confidence must be between 0 and 1"),

@@ -12,7 +12,11 @@ second loaded model. Here the project drives llama.cpp itself:
   verification, follow-up rewriting): one set of weights for all of them;
 * ``save_block`` / ``insert_block`` keep a block of tokens' KV cells on disk and append them to
   a sequence later, shifted to where they land (RoPE K-shift), so a passage read once is not
-  read again (``rag.answer.passage_states``).
+  read again (``rag.answer.passage_states``);
+* with ``slots`` above one, that many requests run at once, each in its own thread on sequences
+  of its own (``n_ctx`` tokens of context each), and their reads share ``llama_decode`` calls
+  (``rag.llm.scheduler``); ``share`` gives a sequence another's prefix cells without reading it.
+  Every llama.cpp call is made under one lock: the context is not re-entrant.
 
 Every llama.cpp call is preceded by the request's ``Guard`` check (``rag.guard``), so a
 cancelled or overdue request stops within one step. llama_cpp is imported on construction
@@ -22,6 +26,7 @@ only: ``rag.llm.selftest`` must have run the build in a child before it is loade
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ import numpy.typing as npt
 
 from rag.errors import ContextFullError, InputError
 from rag.guard import NO_GUARD, Guard
+from rag.llm.scheduler import Part, Scheduler
 
 Logits = npt.NDArray[np.single]
 
@@ -65,8 +71,9 @@ class ModelChoice:
 class Engine:
     def __init__(self, model: ModelChoice, *, sequences: Sequence[str], n_ctx: int,
                  n_batch: int, n_threads: int, n_threads_batch: int,
-                 flash_attn: bool = False) -> None:
-        """``sequences``: the names of the KV sequences its users will hold, one each."""
+                 flash_attn: bool = False, slots: int = 1, prefill_slice: int = 0) -> None:
+        """``sequences``: the names of the KV sequences its users will hold, one each, for all
+        ``slots`` (requests at once) together; ``n_ctx``: the context of one request."""
         import llama_cpp
         from llama_cpp import _internals, _logger, llama_chat_format
 
@@ -78,7 +85,7 @@ class Engine:
         self._model = _internals.LlamaModel(path_model=str(model.path), params=model_params,
                                             verbose=False)
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
+        params.n_ctx, params.n_batch, params.n_ubatch = n_ctx * slots, n_batch, n_batch
         params.n_threads, params.n_threads_batch = n_threads, n_threads_batch
         # One more sequence than asked for: the scratch space of save_block and insert_block.
         params.n_seq_max, params.kv_unified = len(sequences) + 1, True
@@ -91,7 +98,8 @@ class Engine:
         self._piece = ctypes.create_string_buffer(256)
         self.model = model
         self.name = model.name
-        self.n_ctx = n_ctx
+        self.n_ctx = n_ctx  # one request's budget (rag.answer.budget)
+        self.capacity = n_ctx * slots
         self.n_batch = n_batch
         self.n_vocab = self._model.n_vocab()
         self.stats = DecodeStats()
@@ -99,6 +107,10 @@ class Engine:
         self._scratch = KvSequence(len(sequences), "scratch")
         self.can_shift = bool(llama_cpp.llama_memory_can_shift(self._memory))
         self._formatter = _chat_formatter(self._model, llama_chat_format)
+        self._llama = threading.RLock()
+        self._scratch_lock = threading.Lock()
+        self.scheduler = (Scheduler(self._decode_parts, n_batch, prefill_slice or n_batch)
+                          if slots > 1 else None)
 
     # ---- text ---------------------------------------------------------------------------
 
@@ -140,14 +152,17 @@ class Engine:
             raise ValueError("nothing to read")
         wanted = sorted({i % len(tokens) for i in outputs})
         self._check_room(len(tokens))
-        rows: dict[int, Logits] = {}
+        if self.scheduler is not None:
+            rows = self.scheduler.read(seq, tokens, wanted, guard)
+            return [rows[i % len(tokens)] for i in outputs]
+        rows = {}
         for start in range(0, len(tokens), self.n_batch):
             guard.check()
             chunk = list(tokens[start:start + self.n_batch])
             marks = tuple(i - start for i in wanted if start <= i < start + len(chunk))
-            self._decode(seq, chunk, marks)
-            for mark in marks:
-                rows[start + mark] = self._logits(mark)
+            for mark, row in zip(marks, self._decode_parts([(seq, chunk, marks)])[0],
+                                 strict=True):
+                rows[start + mark] = row
         return [rows[i % len(tokens)] for i in outputs]
 
     def sync(self, seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
@@ -172,13 +187,23 @@ class Engine:
 
     def truncate(self, seq: KvSequence, length: int) -> None:
         if length < len(seq.tokens):
-            self._lib.llama_memory_seq_rm(self._memory, seq.seq_id, length, -1)
+            with self._llama:
+                self._lib.llama_memory_seq_rm(self._memory, seq.seq_id, length, -1)
             del seq.tokens[length:]
+
+    def share(self, source: KvSequence, target: KvSequence, length: int) -> None:
+        """Make ``target`` hold the first ``length`` tokens of ``source``: their cells are
+        shared (``llama_memory_seq_cp``), not read again."""
+        with self._llama:
+            self._lib.llama_memory_seq_rm(self._memory, target.seq_id, -1, -1)
+            self._lib.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, 0, length)
+        target.tokens = list(source.tokens[:length])
 
     def save(self, seq: KvSequence, path: Path) -> None:
         array = (self._lib.llama_token * len(seq.tokens))(*seq.tokens)
-        written = self._lib.llama_state_seq_save_file(self._ctx, str(path).encode(), seq.seq_id,
-                                                      array, len(seq.tokens))
+        with self._llama:
+            written = self._lib.llama_state_seq_save_file(self._ctx, str(path).encode(),
+                                                          seq.seq_id, array, len(seq.tokens))
         if not written:
             raise OSError(f"llama.cpp could not write {path}")
 
@@ -188,28 +213,30 @@ class Engine:
         capacity = len(expected) + 1
         array = (self._lib.llama_token * capacity)()
         count = ctypes.c_size_t(0)
-        read = self._lib.llama_state_seq_load_file(self._ctx, str(path).encode(), seq.seq_id,
-                                                   array, capacity, ctypes.byref(count))
-        if read and list(array[:count.value]) == list(expected):
-            seq.tokens = list(expected)
-            return True
-        self._lib.llama_memory_seq_rm(self._memory, seq.seq_id, 0, -1)
+        with self._llama:
+            read = self._lib.llama_state_seq_load_file(self._ctx, str(path).encode(),
+                                                       seq.seq_id, array, capacity,
+                                                       ctypes.byref(count))
+            if read and list(array[:count.value]) == list(expected):
+                seq.tokens = list(expected)
+                return True
+            self._lib.llama_memory_seq_rm(self._memory, seq.seq_id, 0, -1)
         return False
 
     def save_block(self, seq: KvSequence, after: int, tokens: Sequence[int], path: Path,
                    guard: Guard = NO_GUARD) -> None:
         """Read ``tokens`` as if they followed the first ``after`` tokens of ``seq`` and save
         only their own cells (positions ``after`` onwards) to ``path``; ``seq`` is untouched."""
-        scratch, lib = self._scratch, self._lib
-        lib.llama_memory_seq_cp(self._memory, seq.seq_id, scratch.seq_id, 0, after)
-        scratch.tokens = list(seq.tokens[:after])
-        try:
-            self.extend(scratch, tokens, guard=guard)
-            lib.llama_memory_seq_rm(self._memory, scratch.seq_id, 0, after)
-            scratch.tokens = list(tokens)
-            self.save(scratch, path)
-        finally:
-            self._clear_scratch()
+        with self._scratch_lock:
+            self.share(seq, self._scratch, after)
+            try:
+                self.extend(self._scratch, tokens, guard=guard)
+                with self._llama:
+                    self._lib.llama_memory_seq_rm(self._memory, self._scratch.seq_id, 0, after)
+                self._scratch.tokens = list(tokens)
+                self.save(self._scratch, path)
+            finally:
+                self._clear_scratch()
 
     def insert_block(self, seq: KvSequence, path: Path, tokens: Sequence[int],
                      origin: int) -> bool:
@@ -218,19 +245,23 @@ class Engine:
         loads and holds exactly ``tokens``."""
         self._check_room(len(tokens))
         scratch, lib = self._scratch, self._lib
-        if not self.load(scratch, path, tokens):
-            return False
-        try:
-            shift = len(seq.tokens) - origin
-            if shift:
-                lib.llama_memory_seq_add(self._memory, scratch.seq_id, -1, -1, shift)
-            lib.llama_memory_seq_cp(self._memory, scratch.seq_id, seq.seq_id, -1, -1)
-        finally:
-            self._clear_scratch()
+        with self._scratch_lock:
+            if not self.load(scratch, path, tokens):
+                return False
+            try:
+                shift = len(seq.tokens) - origin
+                with self._llama:
+                    if shift:
+                        lib.llama_memory_seq_add(self._memory, scratch.seq_id, -1, -1, shift)
+                    lib.llama_memory_seq_cp(self._memory, scratch.seq_id, seq.seq_id, -1, -1)
+            finally:
+                self._clear_scratch()
         seq.tokens.extend(tokens)
         return True
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
@@ -242,32 +273,48 @@ class Engine:
     def _check_room(self, adding: int) -> None:
         # The budget (rag.answer.budget) plans so this never fires; llama.cpp would fail less
         # clearly if it did.
-        if self.used + adding > self.n_ctx:
+        if self.used + adding > self.capacity:
             raise ContextFullError(
                 f"the prompt needs {self.used + adding} tokens of context but the model holds "
-                f"{self.n_ctx} (setting RAG_N_CTX); ask a shorter question or use fewer passages"
+                f"{self.capacity} (setting RAG_N_CTX); ask a shorter question or use fewer "
+                "passages"
             )
 
-    def _decode(self, seq: KvSequence, tokens: list[int], marks: tuple[int, ...]) -> None:
-        batch, start = self._batch, len(seq.tokens)
-        batch.n_tokens = len(tokens)
-        for i, token in enumerate(tokens):
-            batch.token[i] = token
-            batch.pos[i] = start + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = seq.seq_id
-            batch.logits[i] = i in marks
-        status = self._lib.llama_decode(self._ctx, batch)
-        if status != 0:
-            raise ContextFullError(f"llama.cpp could not read {len(tokens)} more tokens "
-                                   f"(llama_decode returned {status})")
-        seq.tokens.extend(tokens)
+    def _decode_parts(self, parts: list[Part]) -> list[list[Logits]]:
+        """One ``llama_decode`` of every part (a sequence, its next tokens, the rows wanted);
+        the logits of each part's rows."""
+        batch, at = self._batch, 0
+        for seq, tokens, marks in parts:
+            assert isinstance(seq, KvSequence)
+            start = len(seq.tokens)
+            for i, token in enumerate(tokens):
+                batch.token[at] = token
+                batch.pos[at] = start + i
+                batch.n_seq_id[at] = 1
+                batch.seq_id[at][0] = seq.seq_id
+                batch.logits[at] = i in marks
+                at += 1
+        batch.n_tokens = at
+        with self._llama:
+            status = self._lib.llama_decode(self._ctx, batch)
+            if status != 0:
+                raise ContextFullError(f"llama.cpp could not read {at} more tokens "
+                                       f"(llama_decode returned {status})")
+            rows, first = [], 0
+            for _, tokens, marks in parts:
+                rows.append([self._logits(first + mark) for mark in marks])
+                first += len(tokens)
+        for seq, tokens, _ in parts:
+            assert isinstance(seq, KvSequence)
+            seq.tokens.extend(tokens)
         self.stats.calls += 1
-        self.stats.tokens += len(tokens)
-        self.stats.steps += len(tokens) == 1
+        self.stats.tokens += at
+        self.stats.steps += at == 1
+        return rows
 
     def _clear_scratch(self) -> None:
-        self._lib.llama_memory_seq_rm(self._memory, self._scratch.seq_id, -1, -1)
+        with self._llama:
+            self._lib.llama_memory_seq_rm(self._memory, self._scratch.seq_id, -1, -1)
         self._scratch.tokens = []
 
     def _logits(self, row: int) -> Logits:

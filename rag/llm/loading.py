@@ -26,10 +26,13 @@ def choose_model(settings: Settings) -> ModelChoice:
                        f"{spec.name} sha256:{spec.sha256}")
 
 
-def load_engine(settings: Settings, model: ModelChoice, sequences: tuple[str, ...]) -> Engine:
-    """``model`` on one llama.cpp context with one KV sequence per name in ``sequences``."""
+def load_engine(settings: Settings, model: ModelChoice, sequences: tuple[str, ...],
+                slots: int = 1) -> Engine:
+    """``model`` on one llama.cpp context with one KV sequence per name in ``sequences``, for
+    ``slots`` requests at once."""
     # A build that crashes on this CPU must crash in a child, not in this process (selftest).
     selftest.ensure_runs(model.path, model.name, settings.threads)
     return Engine(model, sequences=sequences, n_ctx=settings.n_ctx,
                   n_batch=settings.n_batch, n_threads=settings.threads,
-                  n_threads_batch=settings.batch_threads, flash_attn=settings.flash_attn)
+                  n_threads_batch=settings.batch_threads, flash_attn=settings.flash_attn,
+                  slots=slots, prefill_slice=settings.prefill_slice)

@@ -1,16 +1,19 @@
-"""One model, many requests: a bounded queue in front of the pipeline.
+"""Many requests, a few model slots: a bounded queue in front of the pipelines.
 
-llama.cpp contexts are not re-entrant, so requests take turns behind a lock. Waiting happens in
-worker threads, never on the event loop, so health checks answer while a generation runs. A
-request is admitted (or turned away with HTTP 503) before its response starts, streams included:
-beyond ``max_waiting`` admitted requests, ``admit`` refuses at once instead of letting them pile
-up. An admitted request waits no longer than its guard allows, and gives up its turn if its
-client went away meanwhile.
+The engine answers up to ``slots`` requests at once (``RAG_PARALLEL``), each on KV sequences of
+its own, their decode steps shared (``rag.llm.scheduler``). A request takes a free slot, first
+come first served; the others wait in worker threads, never on the event loop, so health checks
+answer while generations run. A request is admitted (or turned away with HTTP 503) before its
+response starts, streams included: beyond ``max_waiting`` admitted requests, ``admit`` refuses at
+once instead of letting them pile up. An admitted request waits no longer than its guard
+allows, and gives up its turn if its client went away meanwhile. ``run`` takes every slot, for
+what must happen between requests (swapping in a new index).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -21,9 +24,12 @@ T = TypeVar("T")
 
 
 class ModelGate:
-    def __init__(self, max_waiting: int) -> None:
+    def __init__(self, max_waiting: int, slots: int = 1) -> None:
         self.max_waiting = max_waiting
-        self._model = threading.Lock()
+        self.slots = slots
+        self._free = list(range(slots))
+        self._turns: deque[object] = deque()  # waiting takers, first come first
+        self._cond = threading.Condition()
         self._counter = threading.Lock()
         self._waiting = 0
 
@@ -38,8 +44,34 @@ class ModelGate:
         return Admission(self)
 
     def run(self, job: Callable[[], T], guard: Guard = NO_GUARD) -> T:
-        """Admit and run ``job`` alone on the model; call from a worker thread."""
-        return self.admit().run(job, guard)
+        """Run ``job`` with every slot taken (nothing else on the model); from a worker thread."""
+        taken = self._take(self.slots, guard)
+        try:
+            return job()
+        finally:
+            self._give(taken)
+
+    def _take(self, count: int, guard: Guard) -> list[int]:
+        """``count`` free slots, in turn; no longer than the guard allows."""
+        turn = object()
+        with self._cond:
+            self._turns.append(turn)
+            try:
+                ready = self._cond.wait_for(
+                    lambda: self._turns[0] is turn and len(self._free) >= count,
+                    guard.remaining())
+                if not ready:
+                    guard.expired()
+                taken, self._free = self._free[:count], self._free[count:]
+                return taken
+            finally:
+                self._turns.remove(turn)
+                self._cond.notify_all()
+
+    def _give(self, slots: list[int]) -> None:
+        with self._cond:
+            self._free += slots
+            self._cond.notify_all()
 
     def _leave(self) -> None:
         with self._counter:
@@ -53,17 +85,15 @@ class Admission:
         self._gate = gate
         self._released = False
 
-    def run(self, job: Callable[[], T], guard: Guard = NO_GUARD) -> T:
-        """Wait for the model (no longer than the guard allows), then run ``job``."""
+    def run(self, job: Callable[[int], T], guard: Guard = NO_GUARD) -> T:
+        """Wait for a slot (no longer than the guard allows), then run ``job`` on it."""
         try:
-            remaining = guard.remaining()
-            if not self._gate._model.acquire(timeout=-1 if remaining is None else remaining):
-                guard.expired()
+            taken = self._gate._take(1, guard)
             try:
                 guard.check()  # the client may have gone while it waited
-                return job()
+                return job(taken[0])
             finally:
-                self._gate._model.release()
+                self._gate._give(taken)
         finally:
             self.release()
 

@@ -319,7 +319,7 @@ def access_log(app: ASGIApp) -> ASGIApp:
 
 
 def create_app(settings: Settings) -> Litestar:
-    service = Service(settings=settings, gate=ModelGate(settings.max_queue))
+    service = Service(settings=settings, gate=ModelGate(settings.max_queue, settings.parallel))
     keys = auth.load_keys(settings)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
 

@@ -26,7 +26,7 @@ from litestar.di import NamedDependency
 from index_build.build import ensure_default_index
 from index_build.uploads import Upload, add_uploads, remove_documents_and_files, tidy_when_idle
 from rag import errors
-from rag.factory import load_pipeline, warm_up, with_index
+from rag.factory import for_slots, load_pipeline, warm_up, with_index
 from rag.guard import Guard
 from rag.pipeline import Pipeline
 from rag.serve.admission import Admission, ModelGate
@@ -41,7 +41,8 @@ log = logging.getLogger("rag.http")
 class Service:
     settings: Settings
     gate: ModelGate
-    pipeline: Pipeline | None = None
+    # One pipeline per slot of the gate (requests answered at once), over one engine and index.
+    pipelines: list[Pipeline] = field(default_factory=list)
     load_error: str | None = None
     loaded_at: float | None = None
     started_at: float = field(default_factory=time.time)
@@ -49,6 +50,11 @@ class Service:
     # One reload at a time. Typed Any: litestar inspects this class (the routes' dependency),
     # and threading.Lock is a factory function, not a type it can describe.
     _reloading: Any = field(default_factory=threading.Lock)
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The first slot's pipeline: what the service serves (index, models, prompt)."""
+        return self.pipelines[0] if self.pipelines else None
 
     def ready(self) -> Pipeline:
         if self.pipeline is not None:
@@ -62,9 +68,9 @@ class Service:
         try:
             tidy_when_idle(self.settings.index_dir)
             ensure_default_index(self.settings, announce=log.info)
-            pipeline = load_pipeline(self.settings)
+            pipeline = load_pipeline(self.settings, slots=self.gate.slots)
             warm_up(pipeline)
-            self.pipeline, self.load_error = pipeline, None
+            self.pipelines, self.load_error = for_slots(pipeline, self.gate.slots), None
             self.loaded_at = time.time()
             load_s = round(self.loaded_at - self.started_at, 2)
             log.info(json.dumps({"event": "ready", "load_s": load_s}))
@@ -95,8 +101,8 @@ class Service:
                 ) from None
 
             def swap() -> None:
-                warm_up(fresh)  # on the model's turn: the prefix may change
-                self.pipeline = fresh
+                warm_up(fresh)  # with every slot taken: the prefixes may change
+                self.pipelines = for_slots(fresh, self.gate.slots)
 
             self.gate.run(swap)
             manifest = fresh.index.manifest
@@ -143,11 +149,12 @@ class Service:
         on_passages: Callable[[list[Passage]], None] | None = None,
         on_delta: Callable[[str], None] | None = None,
     ) -> Answer:
-        pipeline = self.ready()
+        self.ready()
 
-        def job() -> Answer:
-            return pipeline.ask(question, on_passages=on_passages, on_delta=on_delta,
-                                guard=guard)
+        def job(slot: int) -> Answer:
+            # Taken on the slot, not before: a reload in between swaps every slot's pipeline.
+            return self.pipelines[slot].ask(question, on_passages=on_passages,
+                                            on_delta=on_delta, guard=guard)
 
         started = time.perf_counter()
         try:

@@ -1,0 +1,162 @@
+"""Continuous batching on the real small model: requests answered at once share decode steps and
+get exactly what they get alone; a cancelled one frees its sequences while the other finishes;
+one that arrives mid-generation starts within one prefill slice."""
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from rag.errors import CancelledError
+from rag.factory import for_slots, load_pipeline, warm_up
+from rag.guard import NO_GUARD, Guard
+from rag.llm.engine import Engine, KvSequence
+from rag.pipeline import Pipeline
+from rag.retrieval.embedder import Embedder
+from rag.retrieval.store import StoredIndex
+from rag.settings import Settings
+from tests.conftest import ask
+
+pytestmark = pytest.mark.llm
+SLICE = 64
+QUESTIONS = ["Who is Japan's foreign minister quoted in the article?",
+             "When was GSOMIA due to expire?"]
+
+
+@pytest.fixture(scope="module")
+def slots(settings: Settings, embedder: Embedder, article_index: StoredIndex
+          ) -> Iterator[list[Pipeline]]:
+    pipeline = load_pipeline(settings.replace(prefill_slice=SLICE), embedder, slots=2)
+    warm_up(pipeline)
+    yield for_slots(pipeline, 2)
+    pipeline.drafter.engine.close()
+
+
+def greedy(engine: Engine, seq: KvSequence, prompt: list[int], count: int,
+           guard: Guard = NO_GUARD) -> list[int]:
+    """``count`` greedy tokens after ``prompt``, one read each (as the drafter decodes)."""
+    logits = engine.extend(seq, prompt, guard=guard)[0]
+    tokens: list[int] = []
+    for _ in range(count):
+        tokens.append(int(np.argmax(logits)))
+        logits = engine.extend(seq, tokens[-1:], guard=guard)[0]
+    return tokens
+
+
+def side_by_side(*jobs: object) -> list[object]:
+    """Run the callables at once in threads; their results (or exceptions) in order."""
+    results: list[object] = [None] * len(jobs)
+
+    def run(i: int, job: object) -> None:
+        try:
+            results[i] = job()  # type: ignore[operator]
+        except BaseException as exc:  # the caller checks what each one raised
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    return results
+
+
+def test_two_requests_at_once_get_the_tokens_and_answers_they_get_alone(
+    slots: list[Pipeline]
+) -> None:
+    engine = slots[0].drafter.engine
+    assert engine.scheduler is not None
+    prompts = [engine.tokenize(engine.render([{"role": "user", "content": q}]))
+               for q in QUESTIONS]
+    seqs = [slot.resolver.seq for slot in slots]  # free at this point: nothing to follow up
+    keep = [len(seq.tokens) for seq in seqs]
+
+    def alone(i: int) -> list[int]:
+        tokens = greedy(engine, seqs[i], prompts[i], 24)
+        engine.truncate(seqs[i], keep[i])
+        return tokens
+
+    expected = [alone(0), alone(1)]
+    shared_before = engine.scheduler.stats.shared_steps
+    together = side_by_side(lambda: alone(0), lambda: alone(1))
+    assert together == expected
+    assert engine.scheduler.stats.shared_steps - shared_before >= 12  # they did share steps
+
+    answers = [ask(slot, q) for slot, q in zip(slots, QUESTIONS, strict=True)]
+    at_once = side_by_side(*(lambda s=slot, q=q: ask(s, q)
+                             for slot, q in zip(slots, QUESTIONS, strict=True)))
+    for alone_answer, shared_answer in zip(answers, at_once, strict=True):
+        assert not isinstance(shared_answer, BaseException), shared_answer
+        assert shared_answer.answer == alone_answer.answer  # type: ignore[attr-defined]
+        assert [c.quote for c in shared_answer.citations] == [  # type: ignore[attr-defined]
+            c.quote for c in alone_answer.citations]
+
+
+def test_a_cancelled_request_frees_its_sequences_while_the_other_finishes(
+    slots: list[Pipeline]
+) -> None:
+    engine = slots[0].drafter.engine
+    prompts = [engine.tokenize(engine.render([{"role": "user", "content": q}]))
+               for q in QUESTIONS]
+    seqs = [slot.resolver.seq for slot in slots]
+    keep = [len(seq.tokens) for seq in seqs]
+    expected = greedy(engine, seqs[1], prompts[1], 32)
+    engine.truncate(seqs[1], keep[1])
+    cancelled = threading.Event()
+
+    def doomed() -> list[int]:
+        with engine.beyond(seqs[0], keep[0]):
+            return greedy(engine, seqs[0], prompts[0], 200, Guard(cancelled))
+
+    def survivor() -> list[int]:
+        tokens = greedy(engine, seqs[1], prompts[1], 32)
+        cancelled.set()  # mid-way through the other's 200 tokens
+        return tokens
+
+    outcome = side_by_side(doomed, survivor)
+    assert isinstance(outcome[0], CancelledError)
+    assert outcome[1] == expected
+    assert len(seqs[0].tokens) == keep[0]  # its cells are free again
+    engine.truncate(seqs[1], keep[1])
+
+
+def test_a_request_arriving_mid_generation_starts_within_one_prefill_slice(
+    slots: list[Pipeline]
+) -> None:
+    engine = slots[0].drafter.engine
+    scheduler = engine.scheduler
+    assert scheduler is not None
+    seqs = [slot.resolver.seq for slot in slots]
+    keep = [len(seq.tokens) for seq in seqs]
+    prompt = engine.tokenize(engine.render([{"role": "user", "content": QUESTIONS[0]}]))
+    long_prompt = engine.tokenize(" ".join(f"Item {n} is listed here." for n in range(120)))
+    assert len(long_prompt) > 8 * SLICE
+    generated: list[float] = []
+    arrived: list[float] = []
+
+    def generating() -> None:
+        logits = engine.extend(seqs[0], prompt)[0]
+        for _ in range(60):
+            token = int(np.argmax(logits))
+            logits = engine.extend(seqs[0], [token])[0]
+            generated.append(time.perf_counter())
+
+    def arriving() -> None:
+        while len(generated) < 5:
+            time.sleep(0.01)
+        arrived.append(time.perf_counter())
+        engine.extend(seqs[1], long_prompt)
+        arrived.append(time.perf_counter())
+
+    scheduler.stats.most_steps_waited = scheduler.stats.most_prompt_beside_decoding = 0
+    side_by_side(generating, arriving)
+    for seq, length in zip(seqs, keep, strict=True):
+        engine.truncate(seq, length)
+    # It started at the next step, and never took more than a slice beside the generating one,
+    # which went on producing tokens while the long prompt was read.
+    assert scheduler.stats.most_steps_waited <= 1
+    assert scheduler.stats.most_prompt_beside_decoding <= SLICE
+    during = [t for t in generated if arrived[0] <= t <= arrived[1]]
+    assert len(during) >= len(long_prompt) // SLICE - 1
