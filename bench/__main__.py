@@ -36,7 +36,7 @@ SQUAD = PROJECT_ROOT.parent / "shared" / "benchmarks" / "squad2-dev-2articles"
 
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"llm": "default", "questions": 40, "squad_questions": 40, "generated_chunks": 20_000,
-             "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 10, 4: 8, 16: 16},
+             "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 10, 4: 16, 16: 32},
              "total_questions": 200, "llama_builds": "native", "engine_chunks": 4_000},
     "quick": {"llm": "small", "questions": 8, "squad_questions": 8, "generated_chunks": 2_000,
               "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},
@@ -147,8 +147,28 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
         env = {"RAG_INDEX_DIR": str(settings.index_dir), "RAG_LLM": profile["llm"],
                "RAG_MODEL_DIR": str(settings.model_dir)}
         results["cold_start_first_answer_s"] = service.cold_start_first_answer(env, questions[0])
-        results["service"] = service.measure(env, questions, profile["levels"],
-                                             profile["total_questions"])
+        # One request at a time (before continuous batching) and the other candidates for
+        # RAG_PARALLEL, then the default in full.
+        parallel = Settings.from_env().parallel
+        results["service_by_parallel"] = {
+            str(n): service.throughput(env | {"RAG_PARALLEL": str(n)}, questions,
+                                       profile["levels"])
+            for n in sorted({1, 2, 4} - {parallel})}
+        results["service"] = service.measure(env | {"RAG_PARALLEL": str(parallel)}, questions,
+                                             profile["levels"], profile["total_questions"])
+        results["service"]["parallel"] = parallel
+        _count_changed_answers(results)
+
+
+def _count_changed_answers(results: dict[str, Any]) -> None:
+    """Beside each level: its answers that differ from those one request at a time
+    (RAG_PARALLEL=1) gave to the same questions; batched reads change the last bits of the
+    logits, which can tip an answer."""
+    alone = results["service_by_parallel"]["1"]["throughput"]
+    for run in [results["service"], *results["service_by_parallel"].values()]:
+        for level, reference in zip(run["throughput"], alone, strict=True):
+            level["answers_changed"], level["answers_compared"] = service.differing(
+                level, {q: a for q, a in reference["answers"].items()})
 
 
 def _layout(settings: Settings, embedder: Embedder, items: list[GoldItem]) -> dict[str, Any]:

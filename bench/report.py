@@ -124,17 +124,38 @@ def _uploads(results: dict[str, Any], add: Add) -> None:
             f"{bench['watch_interval_s']} s) | {run['other_replica_serves_s']:.2f} s | | | |")
 
 
+def _level(level: dict[str, Any]) -> str:
+    ttft = level.get("ttft_p50_s")
+    return (f"{level['requests_per_s']:.2f} req/s, p50 {level['p50_s']:.1f} s, p95 "
+            f"{level['p95_s']:.1f} s" + (f", TTFT {ttft:.1f} s" if ttft is not None else "")
+            + (f", RSS {level['rss_mb']:.0f} MB" if "rss_mb" in level else "")
+            + f", errors {level['errors']}, 503 {level['rejected_503']}, "
+            f"504 {level.get('timed_out_504', '?')}, out of time mid-stream "
+            f"{level.get('no_answer', '?')}"
+            + (f", answers changed {level['answers_changed']} of {level['answers_compared']}"
+               if "answers_changed" in level else ""))
+
+
 def _service(results: dict[str, Any], add: Add) -> None:
     add(f"| cold start to first answer (`rag ask`) | {results['cold_start_first_answer_s']:.1f} s"
         " | | | |")
     svc = results["service"]
     add(f"| cold start to /readyz (`rag serve`) | {svc['cold_start_to_ready_s']:.1f} s | | | |")
+    by_parallel = results.get("service_by_parallel", {})
+    for n, run in by_parallel.items():
+        for level in run["throughput"]:
+            add(f"| service, {level['clients']} clients ({level['requests']} requests), "
+                f"RAG_PARALLEL={n} | {_level(level)} | | | |")
+    before = {level["clients"]: level for level in by_parallel.get("1", {}).get("throughput", [])}
+    single = svc["throughput"][0]
     for level in svc["throughput"]:
-        add(f"| service, {level['clients']} clients ({level['requests']} requests) | "
-            f"{level['requests_per_s']:.2f} req/s, p50 {level['p50_s']:.1f} s, p95 "
-            f"{level['p95_s']:.1f} s | errors {level['errors']}, 503 {level['rejected_503']}, "
-            f"504 {level.get('timed_out_504', '?')} | | "
-            "0 errors |")
+        ref = before.get(level["clients"])
+        add(f"| service, {level['clients']} clients ({level['requests']} requests), "
+            f"RAG_PARALLEL={svc.get('parallel', 1)} | {_level(level)} | "
+            f"{'one at a time: ' + _level(ref) if ref else ''} | "
+            f"{level['requests_per_s'] / single['requests_per_s']:.2f} × 1-client req/s, p50 "
+            f"{level['p50_s'] / single['p50_s']:.2f} × | ≥ 2.5 × req/s at 4 and 16; p50 ≤ 1.6 × "
+            "at 4; 0 errors |")
     stream = svc["stream"]
     add(f"| SSE /v1/ask/stream ({stream['questions']} q): first byte p50 | "
         f"{1000 * stream['ttfb_p50_s']:.0f} ms | first delta {stream['first_delta_p50_s']:.2f} s, "

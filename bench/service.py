@@ -6,6 +6,7 @@ A real ``rag serve`` process on loopback, driven by real HTTP clients; memory is
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -100,24 +101,81 @@ def stream_timings(server: RunningServer, questions: list[str]) -> dict[str, Any
     }
 
 
+def _ask_streaming(url: str, question: str) -> tuple[int, float, float | None, str | None]:
+    """Status, seconds to the whole answer and to its first text (None: refused unread), and
+    the answer (None when there is none)."""
+    started = time.perf_counter()
+    first: float | None = None
+    answer, event = None, ""
+    with httpx.stream("POST", f"{url}/v1/ask/stream", json={"question": question},
+                      timeout=600) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+                if first is None and event in ("delta", "answer"):
+                    first = time.perf_counter() - started
+            elif event == "answer" and line.startswith("data: "):
+                answer = json.loads(line.removeprefix("data: "))["answer"]
+    return response.status_code, time.perf_counter() - started, first, answer
+
+
 def load_level(server: RunningServer, clients: int, questions: list[str]) -> dict[str, Any]:
+    """``questions`` from ``clients`` clients at once, streamed: requests/s, latency, TTFT, and
+    each question's answers (to compare with one request at a time)."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
-        results = list(pool.map(lambda q: _ask(server.url, q), questions))
+        results = list(pool.map(lambda q: _ask_streaming(server.url, q), questions))
     wall = time.perf_counter() - started
-    ok = [t for status, t in results if status == 200]
+    # A stream that ran out of time is a 200 whose last event is an error: no answer.
+    ok = [t for status, t, _, answer in results if status == 200 and answer is not None]
+    first = [f for status, _, f, answer in results
+             if status == 200 and answer is not None and f is not None]
+    answers: dict[str, list[str | None]] = {}
+    for question, (_, _, _, answer) in zip(questions, results, strict=True):
+        answers.setdefault(question, []).append(answer)
     return {
         "clients": clients,
         "requests": len(results),
         "requests_per_s": len(ok) / wall,
         "p50_s": percentile(ok, 50),
         "p95_s": percentile(ok, 95),
-        "errors": sum(status >= 500 and status not in (503, 504) for status, _ in results),
-        "rejected_503": sum(status == 503 for status, _ in results),
+        "ttft_p50_s": percentile(first, 50) if first else None,
+        "errors": sum(status >= 500 and status not in (503, 504) for status, *_ in results),
+        "rejected_503": sum(status == 503 for status, *_ in results),
         # RAG_REQUEST_TIMEOUT_S counts the wait: deep queues time out by design.
-        "timed_out_504": sum(status == 504 for status, _ in results),
-        "client_errors": sum(400 <= status < 500 for status, _ in results),
+        "timed_out_504": sum(status == 504 for status, *_ in results),
+        "client_errors": sum(400 <= status < 500 for status, *_ in results),
+        "no_answer": sum(status == 200 and answer is None for status, *_, answer in results),
+        "answers": answers,
     }
+
+
+def differing(run: dict[str, Any], reference: dict[str, list[str | None]]) -> tuple[int, int]:
+    """How many answers of a level differ from the reference's first answer to the same
+    question, of how many were compared."""
+    compared = changed = 0
+    for question, answers in run["answers"].items():
+        expected = reference.get(question, [None])[0]
+        for answer in answers:
+            if answer is not None and expected is not None:  # both answered in time
+                compared += 1
+                changed += answer != expected
+    return changed, compared
+
+
+def throughput(env: dict[str, str], questions: list[str], levels: dict[int, int]
+               ) -> dict[str, Any]:
+    """Throughput per concurrency level only (the other configurations beside ``measure``)."""
+    with serve(env) as server:
+        return {"cold_start_to_ready_s": server.ready_s,
+                "throughput": _levels(server, cycle(questions), levels)}
+
+
+def _levels(server: RunningServer, source: Iterator[str], levels: dict[int, int]
+            ) -> list[dict[str, Any]]:
+    """Each level's load, questions taken from ``source`` in turn; memory after each."""
+    return [load_level(server, clients, list(islice(source, requests))) | server.memory_mb()
+            for clients, requests in levels.items()]
 
 
 def measure(
@@ -131,11 +189,8 @@ def measure(
     with serve(env) as server:
         loaded = server.memory_mb()
         source = cycle(questions)
-        throughput, warm = [], loaded
-        for clients, requests in levels.items():
-            throughput.append(load_level(server, clients, list(islice(source, requests))))
-            if len(throughput) == 1:
-                warm = server.memory_mb()
+        throughput = _levels(server, source, levels)
+        warm = throughput[0] if throughput else loaded
         stream = stream_timings(server, questions[:10])
         answered = sum(level["requests"] for level in throughput) + stream["questions"]
         for question in islice(source, max(0, total_questions - answered)):
