@@ -93,9 +93,7 @@ def add_uploads(settings: Settings, uploads: Sequence[Upload], embedder: Embedde
             result = add_sources(settings, sources, embedder) if sources else None
         except OSError as exc:
             _forget(paths)
-            raise StorageError(
-                f"the disk refused the upload ({exc.strerror or exc}): nothing was indexed and "
-                "the index is as it was; retry when there is room") from None
+            raise StorageError(exc) from None
         except BaseException:
             _forget(paths)
             raise
@@ -219,8 +217,12 @@ def _is_utf8(data: bytes) -> bool:
 def _store(folder: Path, upload: Upload, name: str, suffix: str) -> Path:
     path = folder / stored_name(name, upload.sha256, suffix)
     partial = path.with_name(f".{path.name}.part")
-    partial.write_bytes(upload.data)
-    os.replace(partial, path)
+    try:
+        partial.write_bytes(upload.data)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a disk that filled up mid-file keeps no part of it
+        raise
     return path
 
 

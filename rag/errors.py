@@ -70,7 +70,12 @@ class UnknownJobError(InputError):
 
 
 class StorageError(RagError):
-    """The disk refused a write (full, read-only): nothing changed, the write can be retried."""
+    """The disk refused a write (full, over quota, read-only): nothing changed, the write can be
+    retried."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(f"the disk refused the write ({cause.strerror or cause}): nothing was "
+                         "indexed and the index is as it was; retry when there is room")
 
 
 class UnauthorizedError(RagError):

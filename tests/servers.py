@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +70,10 @@ class Server:
 
 @contextmanager
 def running_server(settings: Settings, log: Path, ready: bool = True,
-                   **env: str) -> Iterator[Server]:
-    """A service over the test index with the small model; ``env`` adds RAG_* settings."""
+                   file_size_limit: int | None = None, **env: str) -> Iterator[Server]:
+    """A service over the test index with the small model; ``env`` adds RAG_* settings. With
+    ``file_size_limit`` the service cannot write a file beyond that many bytes (RLIMIT_FSIZE):
+    such a write fails as on a full disk."""
     port = free_port()
     environ = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_LLM": "small",
                "RAG_MODEL_DIR": str(settings.model_dir), **env}
@@ -77,6 +81,9 @@ def running_server(settings: Settings, log: Path, ready: bool = True,
         process = subprocess.Popen(
             [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
             env=environ, stdout=sink, stderr=subprocess.STDOUT,
+            # Set in the child before it runs Python, which ignores SIGXFSZ: the write fails.
+            preexec_fn=None if file_size_limit is None else partial(
+                resource.setrlimit, resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit)),
         )
     server = Server(f"http://127.0.0.1:{port}", process, log)
     try:

@@ -238,6 +238,30 @@ def test_after_an_upload_killed_mid_write_the_old_index_serves_on_restart(
         assert retried.status_code == 201, retried.text
 
 
+def test_a_disk_that_refuses_the_write_gets_507_and_the_old_index_serves_on(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> None:
+    settings = own_index(tmp_path_factory, embedder, "quota")
+    before = state(settings)
+    quota = 600_000  # bytes the service may write to one file: a disk with that much room
+    line = (" ".join(BAKERY) + "\n").encode()
+    stored_whole = line * (800_000 // len(line))  # held in memory, then refused when stored
+    spooled = line * (1_600_000 // len(line))  # beyond 1 MiB: parsed into a temporary file
+    with running_server(settings, tmp_path_factory.mktemp("log") / "service.log",
+                        file_size_limit=quota) as server:
+        for data in (stored_whole, spooled):
+            refused = upload(server, ("bakery book.txt", data))
+            assert refused.status_code == 507, refused.text
+            assert "the index is as it was" in refused.json()["error"]["message"]
+            assert state(settings) == before  # no part of the file and no new build kept
+        assert set(documents(server)) == {"gsomia_article.txt"}
+        assert ask(server, BAKERY_QUESTION)["refused"]  # the old index answers on
+        retried = upload(server, ("bakery.txt", " ".join(BAKERY).encode()))
+        assert retried.status_code == 201, retried.text
+        answer = ask(server, BAKERY_QUESTION)
+        assert not answer["refused"] and "1887" in answer["answer"], answer
+
+
 def wait_for(check: Any, timeout_s: float = 30) -> None:
     deadline = time.time() + timeout_s
     while not check():

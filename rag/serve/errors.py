@@ -7,6 +7,7 @@ service log has it).
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -82,6 +83,8 @@ ERROR_STATUS: dict[type[Exception], int] = {
 _PLAIN: dict[type[Exception], tuple[str, str]] = {
     RecursionError: ("the JSON body is nested too deeply", "invalid_request"),
 }
+# A write the disk refused outside the project's own code is the same 507.
+_DISK_REFUSED = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 _HTTP_MESSAGES = {
     413: "the request body is too large (settings RAG_MAX_BODY_BYTES for questions, "
          "RAG_MAX_UPLOAD_BYTES for uploads)",
@@ -89,6 +92,8 @@ _HTTP_MESSAGES = {
 
 
 def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
+    if isinstance(exc, OSError) and exc.errno in _DISK_REFUSED:
+        exc = errors.StorageError(exc)  # e.g. litestar spooling a large upload to a full /tmp
     if isinstance(exc, HTTPException):
         message = _HTTP_MESSAGES.get(exc.status_code, exc.detail)
         body: dict[str, Any] = {"message": message, "type": "invalid_request"}
