@@ -14,7 +14,6 @@ refers to (a crash between storing and swapping) are deleted at the next write.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from rag.errors import (
     StorageError,
     UnsupportedDocumentError,
 )
+from rag.llm.kv_state import write_atomically
 from rag.retrieval import store
 from rag.retrieval.embedder import Embedder
 from rag.settings import Settings
@@ -216,13 +216,8 @@ def _is_utf8(data: bytes) -> bool:
 
 def _store(folder: Path, upload: Upload, name: str, suffix: str) -> Path:
     path = folder / stored_name(name, upload.sha256, suffix)
-    partial = path.with_name(f".{path.name}.part")
-    try:
-        partial.write_bytes(upload.data)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)  # a disk that filled up mid-file keeps no part of it
-        raise
+    # A disk that fills up mid-file keeps no part of it.
+    write_atomically(path, lambda partial: partial.write_bytes(upload.data))
     return path
 
 

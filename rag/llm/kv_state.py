@@ -38,7 +38,7 @@ def token_digest(tokens: Sequence[int]) -> str:
     return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """``write`` to a temporary file beside ``path``, then moved into place: a reader sees the
     old file or the whole new one, never a half-written one."""
     partial = path.with_name(f"{path.name}.{os.getpid()}.part")
