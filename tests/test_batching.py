@@ -116,7 +116,8 @@ def test_two_requests_at_once_get_what_they_get_alone_but_for_rounding(
                              for slot, q in zip(slots, QUESTIONS, strict=True)))
     for answer, word in zip(at_once, QUESTIONS.values(), strict=True):
         assert isinstance(answer, Answer), answer
-        assert not answer.refused and word in answer.answer, answer
+        assert not answer.refused and word in answer.answer, (answer.refusal_reason,
+                                                              answer.trace)
         assert answer.citations, answer
 
 
@@ -187,3 +188,20 @@ def test_a_request_arriving_mid_generation_starts_within_one_prefill_slice(
     assert scheduler.stats.most_prompt_beside_decoding <= SLICE
     during = [t for t in generated if arrived[0] <= t <= arrived[1]]
     assert len(during) >= len(long_prompt) // SLICE - 1
+
+
+def test_threads_turning_tokens_into_text_each_get_their_own(slots: list[Pipeline]) -> None:
+    # Requests decode in threads of their own; a buffer shared between them once turned
+    # "Motegi" into "Motego" now and then (one call in thousands).
+    engine = slots[0].drafter.engine
+    words = [engine.tokenize(" Toshimitsu Motegi told reporters"),
+             engine.tokenize(" Yonhap news agency quoted Kim You-geun")]
+    expected = [[engine.piece(t) for t in tokens] for tokens in words]
+
+    def pieces(tokens: list[int]) -> list[list[bytes]]:
+        return [[engine.piece(t) for t in tokens] for _ in range(5000)]
+
+    for got, wanted in zip(side_by_side(*(lambda t=t: pieces(t) for t in words)), expected,
+                           strict=True):
+        assert not isinstance(got, BaseException), got
+        assert all(round_ == wanted for round_ in got)  # type: ignore[union-attr]

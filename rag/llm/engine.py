@@ -41,6 +41,7 @@ from rag.guard import NO_GUARD, Guard
 from rag.llm.scheduler import Part, Scheduler
 
 Logits = npt.NDArray[np.single]
+PIECE_BYTES = 256  # longer than any token of the models we run
 
 
 @dataclass
@@ -95,7 +96,6 @@ class Engine:
         self._ctx = self._context.ctx
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, len(sequences) + 1)
-        self._piece = ctypes.create_string_buffer(256)
         self.model = model
         self.name = model.name
         self.n_ctx = n_ctx  # one request's budget (rag.answer.budget)
@@ -120,8 +120,12 @@ class Engine:
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token (a multi-byte character may span several tokens)."""
-        size = self._lib.llama_token_to_piece(self._model.vocab, token, self._piece, 256, 0, False)
-        return self._piece.raw[:max(size, 0)]
+        # A buffer per call: requests decode in threads of their own (continuous batching), and
+        # one shared buffer let a thread read another's piece.
+        buffer = ctypes.create_string_buffer(PIECE_BYTES)
+        size = self._lib.llama_token_to_piece(self._model.vocab, token, buffer, PIECE_BYTES, 0,
+                                              False)
+        return buffer.raw[:max(size, 0)]
 
     def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self.piece(t) for t in tokens).decode(errors="ignore")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +35,20 @@ class Embedder:
         torch.set_num_threads(threads)
         self._model = SentenceTransformer(str(_embedding_model_dir()), device="cpu")
         self.dim = int(self._model.get_embedding_dimension() or 0)
+        # One SentenceTransformer is not safe to share between threads (its fast tokenizer and
+        # forward pass; sentence-transformers issues 794 and 857), and the service's request
+        # threads and upload jobs share this one; torch already spreads one call over the cores.
+        self._lock = threading.Lock()
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> Vectors:
-        vectors = self._model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
