@@ -162,13 +162,14 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
 
 def _count_changed_answers(results: dict[str, Any]) -> None:
     """Beside each level: its answers that differ from those one request at a time
-    (RAG_PARALLEL=1) gave to the same questions; batched reads change the last bits of the
-    logits, which can tip an answer."""
-    alone = results["service_by_parallel"]["1"]["throughput"]
-    for run in [results["service"], *results["service_by_parallel"].values()]:
-        for level, reference in zip(run["throughput"], alone, strict=True):
+    (RAG_PARALLEL=1) gave to the same questions. The run at RAG_PARALLEL=1 is the full
+    service run when 1 is the default, else one of the candidates."""
+    runs = {n: run["throughput"] for n, run in results["service_by_parallel"].items()}
+    runs[str(results["service"]["parallel"])] = results["service"]["throughput"]
+    for levels in runs.values():
+        for level, reference in zip(levels, runs["1"], strict=True):
             level["answers_changed"], level["answers_compared"] = service.differing(
-                level, {q: a for q, a in reference["answers"].items()})
+                level, reference["answers"])
 
 
 def _layout(settings: Settings, embedder: Embedder, items: list[GoldItem]) -> dict[str, Any]:
