@@ -32,7 +32,7 @@ from rag.errors import (
     StorageError,
     UnsupportedDocumentError,
 )
-from rag.llm.kv_state import write_atomically
+from rag.files import write_atomically
 from rag.retrieval import store
 from rag.retrieval.embedder import Embedder
 from rag.settings import Settings

@@ -26,9 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.files import write_atomically
 from rag.guard import NO_GUARD, Guard
 from rag.llm.engine import Engine, KvSequence
-from rag.llm.kv_state import token_digest, write_atomically
+from rag.llm.kv_state import token_digest
 
 
 @dataclass

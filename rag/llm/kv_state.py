@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.files import write_atomically
 from rag.llm.engine import Engine, KvSequence
 
 
@@ -36,17 +36,6 @@ def prefix_key(tokens: Sequence[int], *, index_fingerprint: str, model: str,
 def token_digest(tokens: Sequence[int]) -> str:
     """The sha256 of a token list: what a saved state is keyed or named by."""
     return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """``write`` to a temporary file beside ``path``, then moved into place: a reader sees the
-    old file or the whole new one, never a half-written one."""
-    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def prepare(engine: Engine, seq: KvSequence, tokens: Sequence[int], folder: Path, name: str,

