@@ -182,16 +182,19 @@ def pdf_text(
     return PAGE_SEPARATOR.join(pages), tuple(starts)
 
 
+def old_word_file(shown: str) -> str:
+    """Why a file in the OLE container (an old .doc, or a password-protected .docx) is refused."""
+    return (f"{shown} is a password-protected or old binary Word file: "
+            "save it as an unencrypted .docx first")
+
+
 def docx_text(raw: bytes, shown: str) -> str:
     """Paragraphs and table rows in document order, one paragraph each."""
     import docx
     from docx.table import Table
 
     if raw.startswith(OLE_MAGIC):
-        raise InputError(
-            f"{shown} is a password-protected or old binary Word file: "
-            "save it as an unencrypted .docx first"
-        )
+        raise InputError(old_word_file(shown))
     _refuse_zip_bomb(raw, shown)
     try:
         blocks: list[str] = []

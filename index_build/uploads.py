@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from index_build.build import BuildResult, add_sources, remove_documents
-from index_build.reading import OLE_MAGIC, SourceFile, read_document
+from index_build.reading import OLE_MAGIC, SourceFile, old_word_file, read_document
 from index_build.writing import build_lock, remove_leftovers
 from rag.errors import (
     DocumentRejectedError,
@@ -137,9 +137,7 @@ def suffix_by_content(data: bytes, name: str) -> str:
     if b"%PDF-" in data[:1024]:  # readers accept a little junk before the header
         return ".pdf"
     if data.startswith(OLE_MAGIC):
-        raise UnsupportedDocumentError([(name, (
-            f"{name} is a password-protected or old binary Word file: save it as an "
-            "unencrypted .docx first"))], 1)
+        raise UnsupportedDocumentError([(name, old_word_file(name))], 1)
     if data.startswith(b"PK\x03\x04"):
         if b"word/document.xml" in data:
             return ".docx"

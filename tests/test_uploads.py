@@ -90,6 +90,12 @@ def test_a_docx_is_told_from_another_zip(tmp_path: Path) -> None:
         suffix_by_content(other.getvalue(), "a.docx")
 
 
+def test_an_old_or_locked_word_file_is_refused_as_the_cli_refuses_it() -> None:
+    with pytest.raises(UnsupportedDocumentError,
+                       match=r"locked\.docx is a password-protected or old binary Word file"):
+        suffix_by_content(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), "locked.docx")
+
+
 @pytest.mark.parametrize(("data", "looks_like"), [
     (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "PNG image"),
     (b"\xff\xd8\xff\xe0" + bytes(range(256)), "JPEG image"),
