@@ -31,11 +31,16 @@ SQUAD   ?= ../shared/benchmarks/squad2-dev-2articles
 SQUAD_SAMPLE ?= $(if $(SAMPLE),--sample $(SAMPLE),)
 SQUAD_DOCS   := Normans Computational_complexity_theory
 SQUAD_LLM    := $(or $(LLM),default)
+# Documents from Debian's documentation packages (eval/docs, written by eval/debian_docs.py),
+# each with its gold questions: fit documents, and sealed ones that choose nothing.
+FIT_DOCS     := $(basename $(notdir $(wildcard eval/gold/fit/*.jsonl)))
+SEALED_DOCS  := $(basename $(notdir $(wildcard eval/gold/sealed/*.jsonl)))
 # The reports the decision is fitted on: the tuning data, every document of it.
 FIT_REPORTS  := $(REPORTS)/article-tune-default.json $(REPORTS)/article-tune2-default.json \
-	$(foreach doc,$(SQUAD_DOCS),$(REPORTS)/squad-$(doc)-default.json)
+	$(foreach doc,$(SQUAD_DOCS),$(REPORTS)/squad-$(doc)-default.json) \
+	$(foreach doc,$(FIT_DOCS),$(REPORTS)/docs-$(doc)-default.json)
 
-.PHONY: install llama-rebuild models index run chat serve test lint unit gate gate-default eval eval-squad fit bench bench-quick clean browser
+.PHONY: install llama-rebuild models index run chat serve test lint unit gate gate-default eval eval-squad eval-docs eval-sealed lodo fit bench bench-quick clean browser
 
 # Ends with `rag doctor`: each model runs once in a child process on this build and CPU.
 install: $(STAMP) models
@@ -146,12 +151,37 @@ eval-squad: install
 		gzip -nc $(REPORTS)/squad-$$doc-$(SQUAD_LLM).json \
 			> $(RESULTS)/reports/squad-$$doc-$(SQUAD_LLM).json.gz; \
 	done; \
-	$(BIN)/python -m eval.fit lodo $(FIT_REPORTS) || status=$$?; \
 	exit $$status
 
+# Each Debian document's questions asked of that document alone ($(1): fit or sealed).
+define eval_docs
+	@mkdir -p $(RESULTS)/reports; status=0; \
+	for doc in $(2); do \
+		echo "== $$doc ($(1)): its questions on its index alone =="; \
+		$(EVAL) --gold eval/gold/$(1)/$$doc.jsonl --docs eval/docs --doc $$doc \
+			--json $(REPORTS)/docs-$$doc-default.json --markdown $(REPORTS)/docs-$$doc-default.md \
+			--summary $(RESULTS)/docs-$$doc-default.json || status=$$?; \
+		gzip -nc $(REPORTS)/docs-$$doc-default.json > $(RESULTS)/reports/docs-$$doc-default.json.gz; \
+	done; \
+	exit $$status
+endef
+
+eval-docs: install
+	$(call eval_docs,fit,$(FIT_DOCS))
+
+# The sealed documents: run once, to report (docs/evaluation.md says which run that was).
+eval-sealed: install
+	$(call eval_docs,sealed,$(SEALED_DOCS))
+
+# The decision refitted without each fit document and scored on it (leave one document out),
+# with the targets' metrics, risk-coverage and reliability per document (eval/results/lodo*).
+lodo: install
+	$(BIN)/python -m eval.fit lodo $(FIT_REPORTS)
+
 # Refit the default model's scorer (rag/decision/fitted/) on every tuning report: the article's
-# two tuning splits and both SQuAD documents (make eval, make eval-squad). The reports it is
-# fitted on are kept in eval/results/fit/, so the fit can be reproduced (a test does).
+# two tuning splits, both SQuAD documents and the fit Debian documents (make eval, eval-squad,
+# eval-docs). The reports it is fitted on are kept in eval/results/fit/, so the fit can be
+# reproduced (a test does).
 fit: install
 	mkdir -p $(RESULTS)/fit
 	for report in $(FIT_REPORTS); do \

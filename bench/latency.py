@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.naive import NaivePipeline
 from eval.gold import GoldItem
-from eval.metrics import contains_answer, percentile
+from eval.metrics import is_right, percentile
 from rag.guard import NO_GUARD, Guard
 from rag.llm.engine import Engine, KvSequence, Logits
 from rag.pipeline import Pipeline
@@ -31,7 +31,9 @@ from rag.types import Question
 @dataclass(frozen=True)
 class Call:
     """One read of the engine: ``tokens`` into ``seq`` at ``start``, read or (``block``)
-    appended from a stored state that was read at ``origin``."""
+    appended from a stored state that was read at ``origin``; or several sequences' reads side
+    by side (``side``: each one's sequence, start and tokens); or ``seq``'s cells shared into
+    ``fork_to`` (candidate answers)."""
 
     seq: KvSequence
     start: int
@@ -39,11 +41,13 @@ class Call:
     outputs: tuple[int, ...] = ()
     block: Path | None = None
     origin: int = 0
+    side: tuple[tuple[KvSequence, int, list[int]], ...] = ()
+    fork_to: tuple[KvSequence, ...] = ()
 
 
 @contextmanager
 def recording(engine: Engine) -> Iterator[list[Call]]:
-    """Record every read the engine makes and every stored block it appends."""
+    """Record every read the engine makes, every stored block it appends and every fork."""
     calls: list[Call] = []
 
     def extend(seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
@@ -51,16 +55,28 @@ def recording(engine: Engine) -> Iterator[list[Call]]:
         calls.append(Call(seq, len(seq.tokens), list(tokens), tuple(outputs)))
         return Engine.extend(engine, seq, tokens, outputs, guard)
 
+    def extend_each(reads: Sequence[tuple[KvSequence, Sequence[int]]],
+                    guard: Guard = NO_GUARD) -> list[Logits]:
+        side = tuple((seq, len(seq.tokens), list(tokens)) for seq, tokens in reads)
+        calls.append(Call(reads[0][0], len(reads[0][0].tokens), [], side=side))
+        return Engine.extend_each(engine, reads, guard)
+
     def insert_block(seq: KvSequence, path: Path, tokens: Sequence[int], origin: int) -> bool:
         calls.append(Call(seq, len(seq.tokens), list(tokens), block=path, origin=origin))
         return Engine.insert_block(engine, seq, path, tokens, origin)
 
+    def fork(source: KvSequence, targets: Sequence[KvSequence]) -> None:
+        calls.append(Call(source, len(source.tokens), [], fork_to=tuple(targets)))
+        Engine.fork(engine, source, targets)
+
     engine.extend = extend  # type: ignore[method-assign]
+    engine.extend_each = extend_each  # type: ignore[method-assign]
     engine.insert_block = insert_block  # type: ignore[method-assign]
+    engine.fork = fork  # type: ignore[method-assign]
     try:
         yield calls
     finally:
-        del engine.extend, engine.insert_block
+        del engine.extend, engine.extend_each, engine.insert_block, engine.fork
 
 
 def replay(engine: Engine, calls: list[Call]) -> dict[str, float]:
@@ -69,7 +85,13 @@ def replay(engine: Engine, calls: list[Call]) -> dict[str, float]:
     for call in calls:
         started = time.perf_counter()
         engine.truncate(call.seq, call.start)
-        if call.block is None:
+        if call.fork_to:
+            engine.fork(call.seq, call.fork_to)
+        elif call.side:
+            for seq, start, _ in call.side:
+                engine.truncate(seq, start)
+            engine.extend_each([(seq, tokens) for seq, _, tokens in call.side])
+        elif call.block is None:
             engine.extend(call.seq, call.tokens, call.outputs)
         else:
             engine.insert_block(call.seq, call.block, call.tokens, call.origin)
@@ -78,8 +100,8 @@ def replay(engine: Engine, calls: list[Call]) -> dict[str, float]:
 
 
 def measure(pipeline: Pipeline, settings: Settings, items: list[GoldItem]) -> dict[str, Any]:
-    """Latency of each question, and whether its answer was right (the gold answer in it, or a
-    refusal where the documents do not say)."""
+    """Latency of each question, and whether its answer was right (strictly: a gold answer in it
+    and not padded, or a refusal where the documents do not say)."""
     totals, ttfts, per_question_calls = [], [], []
     answer_tokens, steps, calls_per_answer = [], [], []
     answers: dict[str, str | None] = {}
@@ -137,7 +159,7 @@ def measure(pipeline: Pipeline, settings: Settings, items: list[GoldItem]) -> di
 def _right(item: GoldItem, answer: str | None) -> bool:
     if not item.answerable:
         return answer is None
-    return answer is not None and contains_answer(answer, item.answers)
+    return answer is not None and is_right(answer, item.answers)
 
 
 def measure_naive(naive: NaivePipeline, questions: list[str]) -> dict[str, Any]:

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from eval import metrics
-from eval.metrics import Located, QuestionOutcome, contains_answer
+from eval.gold import load_gold
+from eval.metrics import Located, QuestionOutcome, is_right
 from rag.decision.policy import Policy, Verdict
 from rag.decision.scorers import choice_for
-from rag.types import Trace
+from rag.settings import PROJECT_ROOT
+from rag.types import CandidateTrace, Trace
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,19 @@ class Row:
     latency_s: float
     refused: bool  # as run
     refusal_reason: str
+    answer: str  # as run
+    citations: tuple[Located, ...]  # as run
+    kind: str | None = None  # the gold set's kind of question, where it says
 
     @property
     def draft_right(self) -> bool:
-        """The draft answers its question correctly (before any refusal)."""
+        """The model's greedy draft answers its question strictly right (before any gate)."""
         return bool(self.answerable and self.trace.draft
-                    and contains_answer(self.trace.draft, self.golds))
+                    and is_right(self.trace.draft, self.golds))
+
+    def candidate_right(self, i: int) -> bool:
+        """Candidate ``i`` answers the question strictly right."""
+        return self.answerable and is_right(self.trace.candidates[i].text, self.golds)
 
 
 @dataclass(frozen=True)
@@ -57,9 +66,14 @@ class Report:
 
 def read_report(path: Path) -> dict[str, Any]:
     """An eval report's JSON, from a ``.json`` or a gzipped ``.json.gz`` file."""
-    raw = path.read_bytes()
-    data: dict[str, Any] = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    data: dict[str, Any] = json.loads(report_text(path))
     return data
+
+
+def report_text(path: Path) -> str:
+    """An eval report's text, from a ``.json`` or a gzipped ``.json.gz`` file."""
+    raw = path.read_bytes()
+    return (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8")
 
 
 def load_report(path: Path) -> Report:
@@ -70,13 +84,22 @@ def load_report(path: Path) -> Report:
     if run["scorer"] != choice.scorer.name:
         raise ValueError(f"{path}: run with scorer {run['scorer']!r}, which this code does not "
                          f"have for {data['model']} (it has {choice.scorer.name!r})")
-    policy = Policy(choice.scorer, run["min_relevance"], run["min_confidence"])
+    policy = choice.policy(run["min_relevance"], run["min_confidence"])
     return Report(path, data["model"], policy, load_rows(data))
 
 
 def load_rows(data: dict[str, Any]) -> list[Row]:
-    """A report's questions, each with its trace."""
-    return [_row(q) for q in data["per_question"]]
+    """A report's questions, each with its trace (and its kind from the gold file, for a report
+    written before reports recorded it)."""
+    kinds = _gold_kinds(data) if any("kind" not in q for q in data["per_question"]) else {}
+    return [_row(q | {"kind": q.get("kind", kinds.get(q["id"]))}) for q in data["per_question"]]
+
+
+def _gold_kinds(data: dict[str, Any]) -> dict[str, str | None]:
+    path = PROJECT_ROOT / data["gold"]
+    if not path.is_file():
+        return {}
+    return {item.id: item.kind for item in load_gold(path)}
 
 
 def _row(q: dict[str, Any]) -> Row:
@@ -85,7 +108,9 @@ def _row(q: dict[str, Any]) -> Row:
         golds=tuple(g if isinstance(g, str) else tuple(g) for g in q["gold_answers"]),
         trace=Trace.from_dict(q["trace"]), passages=_located(q["passage_spans"]),
         evidence=_located(q["evidence_spans"]), latency_s=q["latency_s"],
-        refused=q["refused"], refusal_reason=q["refusal_reason"],
+        refused=q["refused"], refusal_reason=q["refusal_reason"], answer=q["answer"],
+        citations=tuple(Located(c["source"], c["start"], c["end"]) for c in q["citations"]),
+        kind=q.get("kind"),
     )
 
 
@@ -98,14 +123,27 @@ def outcomes(rows: list[Row], verdicts: list[Verdict]) -> list[QuestionOutcome]:
     return [
         QuestionOutcome(
             answerable=row.answerable, golds=row.golds,
-            answer="" if verdict.refused else row.trace.draft or "",
+            answer="" if verdict.refused else _chosen(row, verdict).text,
             refused=verdict.refused,
             citations=() if verdict.refused else tuple(
-                Located(*span) for span in row.trace.support_citations),
+                Located(*span) for span in _chosen(row, verdict).support_citations),
             passages=row.passages, evidence=row.evidence, latency_s=row.latency_s,
         )
         for row, verdict in zip(rows, verdicts, strict=True)
     ]
+
+
+def _chosen(row: Row, verdict: Verdict) -> CandidateTrace:
+    if verdict.chosen is None:
+        raise ValueError(f"{row.id}: answered without a chosen candidate")
+    return row.trace.candidates[verdict.chosen]
+
+
+def as_run(rows: list[Row]) -> list[QuestionOutcome]:
+    """The rows scored as the report's run answered them."""
+    return [QuestionOutcome(answerable=row.answerable, golds=row.golds, answer=row.answer,
+                            refused=row.refused, citations=row.citations, passages=row.passages,
+                            evidence=row.evidence, latency_s=row.latency_s) for row in rows]
 
 
 def right(rows: list[Row], policy: Policy) -> int:

@@ -1,20 +1,24 @@
 """Fit the decision's scorer on tuning reports, and measure it on documents left out.
 
-Every drafted answer of the reports that the hard gates let through is one example: its features
-(``rag.decision.features``) and whether the draft is right. A logistic regression with a little L2
-(Newton's method on standardized features) gives P(right). Documents are kept apart: the
-article's tuning splits are one document, each SQuAD article another.
+Every candidate answer of a report's drafts that the gates let through is one example: its
+features (``rag.decision.features``) and whether it is strictly right (``answer_strict``). A
+logistic regression (scikit-learn) gives each candidate a score; the decision chooses the
+candidate with the highest score and turns its score into P(right) with a calibration fitted on
+**out-of-fold** scores: each document's scores come from a scorer fitted without it. Documents
+are kept apart throughout: the article's tuning splits are one document, each SQuAD article and
+each Debian document another.
 
     python -m eval.fit fit REPORT...      # fit on all; write rag/decision/fitted/<model>.json
-    python -m eval.fit lodo REPORT...     # leave one document out: fit on the others, score it
-    python -m eval.fit levers REPORT...   # each feature group's gain, fitted and left out
+    python -m eval.fit lodo REPORT...     # each document left out: the decision, its calibration
+    python -m eval.fit levers REPORT...   # each lever's effect on the documents left out
     python -m eval.fit curves --name N REPORT...  # the committed scorer's risk-coverage and
                                                   # reliability, per report (PNG and JSON)
 
-The operating point (``min_confidence``) is chosen for answered precision within the project's
-floors: the middle of the range of thresholds at which the article's tuning split still meets
-``[default]`` in eval/thresholds.toml (answered right, unanswerable refused, citations on the
-evidence), so the most precise default the floors allow, with a question of margin each way.
+"Left out" numbers are nested: the scorer is fitted without the document, and so is the
+calibration of its scores (fitted on the out-of-fold scores of the other documents, each from a
+scorer fitted without that document and without the one left out). The operating point
+(``min_confidence``) is chosen on the fit documents only: the lowest P(right) at which their
+pooled left-out answers reach ``TARGET_PRECISION``.
 """
 
 from __future__ import annotations
@@ -27,37 +31,65 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
-from eval import gate, metrics
-from eval.decisions import Row, load_rows, outcomes, read_report, replay
+from eval.decisions import Row, load_rows, read_report
 from eval.metrics import wilson
 from eval.runner import commit
-from rag.decision.features import FEATURES
-from rag.decision.policy import GATES, Policy, Scorer
-from rag.decision.scorers import FALLBACK, FITTED_DIR, LogisticScorer, choice_for
+from rag.decision.features import FEATURES, logit
+from rag.decision.policy import CANDIDATE_GATES, Policy, Scorer
+from rag.decision.scorers import FITTED_DIR, LogisticScorer, calibrated, choice_for
 from rag.settings import PROJECT_ROOT, Settings
+from rag.types import Trace
 
-L2 = 1.0
-GATE = "default"  # the floors the operating point must keep on the article's tuning split
-GATE_GOLD = "eval/gold/article.jsonl"
-# The gates that refuse whatever the scorer says: nothing to weigh before a supported draft.
-HARD = tuple(g for g in GATES if g.name in {"retrieval", "model verdict", "no support"})
-# Feature groups, in the order they were expected to pay (issue: fitted decision).
+C = 1.0  # inverse L2 strength of the logistic regression, on standardized features
+TARGET_PRECISION = 0.85  # the operating point: answered precision on the fit documents
+Candidates = Literal["greedy", "all"]
+Calibration = Literal["isotonic", "platt"]
+# Feature groups, in the order they were expected to pay.
 LEVERS: dict[str, tuple[str, ...]] = {
-    "calibrated odds": ("odds_logit",),
-    "combination": ("found_logit", "verification_logit", "best_support", "best_similarity",
-                    "question_coverage"),
+    "odds": ("odds_logit",),
+    "model probability": ("answer_logprob", "logprob_gap", "words", "from_prefix",
+                          "from_branch"),
+    "agreement": ("agreement", "greedy_overlap"),
+    "support": ("best_support", "question_coverage", "best_similarity", "name_coverage",
+                "computed"),
     "question PMI": ("pmi_mean", "pmi_min"),
-    "name coverage": ("name_coverage",),
-    "answer log-probability": ("answer_logprob",),
-    "rule flags": ("answer_type_mismatch", "echo"),
 }
+# The rule gates as features instead: the scorer weighs them (LEVERS, then this).
+RULE_FLAGS = ("echo", "answer_type_mismatch")
 RESULTS = PROJECT_ROOT / "eval" / "results"
 Array = npt.NDArray[np.float64]
+
+
+ALL_GATES = tuple(g.name for g in CANDIDATE_GATES)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A decision to fit: which features, among which candidates, behind which candidate gates,
+    calibrated how."""
+
+    name: str
+    features: tuple[str, ...]
+    candidates: Candidates = "all"
+    calibration: Calibration = "isotonic"
+    gates: tuple[str, ...] = ALL_GATES
+
+    def behind(self, policy: Policy) -> Policy:
+        """``policy`` with this variant's candidate gates only."""
+        return replace(policy, candidate_gates=tuple(g for g in CANDIDATE_GATES
+                                                     if g.name in self.gates))
+
+
+# The levers the committed scorer uses (cmd_levers and docs/evaluation.md say why).
+CHOSEN = Variant("chosen", ("odds_logit",))
 
 
 @dataclass(frozen=True)
@@ -76,86 +108,185 @@ def documents(paths: Sequence[Path]) -> list[Document]:
     return [Document(name, rows) for name, rows in grouped.items()]
 
 
-def eligible(row: Row, policy: Policy) -> bool:
-    """A draft the scorer decides on: every gate of ``policy`` let it through."""
-    if not row.trace.drafted or not row.trace.draft:
-        return False
-    return not any(policy.explain(row.trace).values())
+def baseline_policy() -> Policy:
+    """The gates every scorer is fitted behind (the scorer itself is replaced)."""
+    return Policy(choice_for("").scorer, Settings().min_relevance, 0.0)
 
 
-def matrix(rows: list[Row], features: Sequence[str]) -> Array:
-    return np.array([[FEATURES[f](row.trace) for f in features] for row in rows], dtype=float)
+# ---- fitting ------------------------------------------------------------------------------------
 
 
-def fit(x: Array, y: Array, l2: float = L2) -> tuple[Array, float]:
-    """Logistic regression by Newton's method, L2 on the standardized weights (not the bias);
-    the weights returned apply to the raw features."""
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
-    z = np.hstack([np.ones((len(x), 1)), (x - mean) / scale])
-    w = np.zeros(z.shape[1])
-    penalty = np.diag([0.0] + [l2] * x.shape[1])
-    for _ in range(100):
-        p = 1 / (1 + np.exp(-np.clip(z @ w, -30, 30)))
-        gradient = z.T @ (p - y) + penalty @ w
-        hessian = z.T @ (z * (p * (1 - p))[:, None]) + penalty
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    weights = w[1:] / scale
-    return weights, float(w[0] - (w[1:] * mean / scale).sum())
+@dataclass(frozen=True)
+class Fitted:
+    """A logistic regression on raw features (scales folded into the weights)."""
+
+    features: tuple[str, ...]
+    weights: Array
+    bias: float
+
+    def scores(self, trace: Trace, indices: list[int]) -> list[float]:
+        z = self.bias + np.array([[FEATURES[f](trace, trace.candidates[i])
+                                   for f in self.features] for i in indices]) @ self.weights
+        return list(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))))
 
 
-def scorer_for(rows: list[Row], features: Sequence[str], policy: Policy,
-               fitted: dict[str, Any] | None = None) -> LogisticScorer:
-    chosen = [r for r in rows if eligible(r, policy)]
-    x = matrix(chosen, features)
-    y = np.array([r.draft_right for r in chosen], dtype=float)
-    weights, bias = fit(x, y)
-    return LogisticScorer({f: round(float(w), 8) for f, w in zip(features, weights, strict=True)},
-                          round(bias, 8), fitted or {})
+def choices(row: Row, variant: Variant, policy: Policy) -> list[int]:
+    """The candidates of ``row`` the decision chooses among: those every gate lets through
+    (of the greedy answer alone, for a greedy variant); [] when a gate refuses the question."""
+    trace = row.trace
+    if not trace.drafted or any(gate.fires(trace, policy) for gate in policy.gates):
+        return []
+    eligible = variant.behind(policy).eligible(trace)
+    return [i for i in eligible if i == 0] if variant.candidates == "greedy" else eligible
 
 
-# ---- scoring a decision -----------------------------------------------------------------------
+def fit(rows: list[Row], variant: Variant, policy: Policy) -> Fitted:
+    x, y = [], []
+    for row in rows:
+        for i in choices(row, variant, policy):
+            x.append([FEATURES[f](row.trace, row.trace.candidates[i]) for f in variant.features])
+            y.append(row.candidate_right(i))
+    scaler = StandardScaler().fit(np.array(x))
+    model = LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(np.array(x)), y)
+    coef = model.coef_[0]
+    weights = coef / scaler.scale_
+    bias = float(model.intercept_[0] - (coef * scaler.mean_ / scaler.scale_).sum())
+    return Fitted(variant.features, weights, bias)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A question under a fitted decision: the candidate chosen and its raw score."""
+
+    row: Row
+    chosen: int | None  # None: refused by a gate
+    raw: float | None
+
+    @property
+    def right(self) -> bool:
+        return self.chosen is not None and self.row.candidate_right(self.chosen)
+
+
+def decide(rows: list[Row], fitted: Fitted, variant: Variant, policy: Policy) -> list[Choice]:
+    found = []
+    for row in rows:
+        indices = choices(row, variant, policy)
+        if not indices:
+            found.append(Choice(row, None, None))
+            continue
+        scores = fitted.scores(row.trace, indices)
+        best = int(np.argmax(scores))
+        found.append(Choice(row, indices[best], scores[best]))
+    return found
+
+
+def fit_calibration(choices_: list[Choice], kind: Calibration) -> dict[str, Any]:
+    """A map from raw score to P(right), fitted on out-of-fold choices."""
+    raw = np.array([c.raw for c in choices_ if c.raw is not None])
+    right = np.array([c.right for c in choices_ if c.raw is not None], dtype=float)
+    if kind == "platt":
+        model = LogisticRegression(C=1e6, max_iter=1000).fit(
+            np.array([[logit(r)] for r in raw]), right)
+        return {"kind": "platt", "a": round(float(model.coef_[0][0]), 6),
+                "b": round(float(model.intercept_[0]), 6)}
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, right)
+    return {"kind": "isotonic", "x": [round(float(v), 6) for v in iso.X_thresholds_],
+            "y": [round(float(v), 6) for v in iso.y_thresholds_]}
+
+
+# ---- left out -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Scored:
-    """One question under a scorer: its P(right) if it reached the scorer, and the truth."""
+    """One question under a decision: the calibrated P(right) of its chosen candidate."""
 
     answerable: bool
-    adversarial: bool  # unanswerable (all SQuAD unanswerables are written to tempt)
-    p: float | None  # None: refused by a hard gate
-    right: bool  # the draft is right (answerable and it names a gold answer)
+    kind: str | None  # "tempting", "absent" (unanswerable), "fact", "computed"; None: unknown
+    p: float | None  # None: refused by a gate
+    right: bool  # the chosen candidate is strictly right
+    draft_right: bool  # the model's greedy draft is strictly right
     retrieved: bool | None  # the evidence was among the passages (answerable questions)
 
+    @property
+    def tempting(self) -> bool:
+        """Unanswerable and written to tempt (SQuAD's and the article's tuning splits' are)."""
+        return not self.answerable and self.kind in (None, "tempting")
 
-def scored(rows: list[Row], scorer: Scorer, policy: Policy) -> list[Scored]:
-    return [Scored(r.answerable, not r.answerable,
-                   scorer.p_right(r.trace) if eligible(r, policy) else None, r.draft_right,
-                   _retrieved(r) if r.answerable else None) for r in rows]
+
+def scored(choices_: list[Choice], calibration: dict[str, Any]) -> list[Scored]:
+    return [Scored(c.row.answerable, c.row.kind,
+                   None if c.raw is None else calibrated(calibration, c.raw), c.right,
+                   c.row.draft_right, _retrieved(c.row) if c.row.answerable else None)
+            for c in choices_]
 
 
 def _retrieved(row: Row) -> bool:
     return any(p.contains(e) for p in row.passages[:4] for e in row.evidence)
 
 
+def left_out(docs: list[Document], variant: Variant, policy: Policy) -> dict[str, list[Scored]]:
+    """Each document decided by a scorer fitted without it, calibrated on the out-of-fold
+    scores of the others (each scored by a scorer fitted without it and the one left out)."""
+    found = {}
+    for held in docs:
+        others = [d for d in docs if d is not held]
+        fitted = fit(_rows(others), variant, policy)
+        oof = [c for d in others for c in decide(
+            d.rows, fit(_rows([o for o in others if o is not d]), variant, policy), variant,
+            policy)]
+        calibration = fit_calibration(oof, variant.calibration)
+        found[held.name] = scored(decide(held.rows, fitted, variant, policy), calibration)
+    return found
+
+
+def out_of_fold(docs: list[Document], variant: Variant, policy: Policy) -> list[Choice]:
+    """Every document's choices by a scorer fitted without it (what the final calibration is
+    fitted on)."""
+    return [c for held in docs for c in decide(
+        held.rows, fit(_rows([d for d in docs if d is not held]), variant, policy), variant,
+        policy)]
+
+
+def _rows(docs: list[Document]) -> list[Row]:
+    return [r for d in docs for r in d.rows]
+
+
+def operating_point(items: list[Scored], target: float = TARGET_PRECISION) -> float:
+    """The lowest threshold at which answered precision over ``items`` reaches ``target``
+    (the most answers at that precision); the highest score when none does."""
+    ps = sorted({s.p for s in items if s.p is not None}, reverse=True)
+    best = ps[0] if ps else 1.0
+    right = answered = 0
+    by_p: dict[float, list[Scored]] = {}
+    for s in items:
+        if s.p is not None:
+            by_p.setdefault(s.p, []).append(s)
+    for p in ps:
+        answered += len(by_p[p])
+        right += sum(s.right for s in by_p[p])
+        if right / answered >= target:
+            best = p
+    return best
+
+
 def at_threshold(items: list[Scored], t: float) -> dict[str, Any]:
-    """The targets' metrics when drafts with P(right) >= t are answered."""
+    """The targets' metrics when chosen answers with P(right) >= t are given."""
     answered = [s.p is not None and s.p >= t for s in items]
-    right = sum(s.right for s, a in zip(items, answered, strict=True) if a)
+    pairs = list(zip(items, answered, strict=True))
     answerable = [s for s in items if s.answerable]
-    covered = sum(s.answerable for s, a in zip(items, answered, strict=True) if a)
-    adversarial = sum(s.adversarial for s in items)
-    refused_adv = sum(s.adversarial for s, a in zip(items, answered, strict=True) if not a)
-    retrieved = [s for s in answerable if s.retrieved is not None]
     return {
         "threshold": round(t, 4),
-        "answered_precision": _rate(right, sum(answered)),
-        "answerable_coverage": _rate(covered, len(answerable)),
-        "adversarial_refused": _rate(refused_adv, adversarial),
-        "accuracy": _rate(right + refused_adv, len(items)),
-        "recall_at_4": _rate(sum(bool(s.retrieved) for s in retrieved), len(retrieved)),
+        "drafts_right": _rate(sum(s.right for s in answerable), len(answerable)),
+        "greedy_right": _rate(sum(s.draft_right for s in answerable), len(answerable)),
+        "answered_precision": _rate(sum(s.right for s, a in pairs if a), sum(answered)),
+        "answerable_coverage": _rate(sum(s.answerable for s, a in pairs if a), len(answerable)),
+        "tempting_refused": _rate(sum(s.tempting for s, a in pairs if not a),
+                                  sum(s.tempting for s in items)),
+        "absent_refused": _rate(sum(s.kind == "absent" for s, a in pairs if not a),
+                                sum(s.kind == "absent" for s in items)),
+        "accuracy": _rate(sum(s.right if s.answerable else not a for s, a in pairs), len(items)),
+        "recall_at_4": _rate(sum(bool(s.retrieved) for s in answerable), len(answerable)),
     }
 
 
@@ -183,216 +314,183 @@ def risk_coverage(items: list[Scored]) -> tuple[list[tuple[float, float, float]]
 
 
 def ece(items: list[Scored], bins: int = 10) -> tuple[float, list[dict[str, float]]]:
-    """Expected calibration error of P(right) over the drafts the scorer saw, and the bins."""
-    seen = [s for s in items if s.p is not None]
+    """Expected calibration error of P(right) over the questions that reached the scorer, and
+    the bins."""
+    seen = [(s.p, s.right) for s in items if s.p is not None]
     table, total = [], 0.0
     for b in range(bins):
         low, high = b / bins, (b + 1) / bins
-        inside = [s for s in seen if low <= s.p < high or (b == bins - 1 and s.p == 1.0)]  # type: ignore[operator]
+        inside = [(p, r) for p, r in seen if low <= p < high or (b == bins - 1 and p == 1.0)]
         if not inside:
             continue
-        confidence = sum(s.p for s in inside) / len(inside)  # type: ignore[misc]
-        observed = sum(s.right for s in inside) / len(inside)
+        confidence = sum(p for p, _ in inside) / len(inside)
+        observed = sum(r for _, r in inside) / len(inside)
         total += len(inside) / len(seen) * abs(confidence - observed)
         table.append({"low": low, "high": high, "n": len(inside),
                       "confidence": round(confidence, 4), "observed": round(observed, 4)})
     return total, table
 
 
-def operating_point(rows: list[Row], scorer: Scorer, policy: Policy) -> float | None:
-    """The middle of the thresholds at which ``rows`` (the article's tuning split) meet the
-    ``[default]`` floors; None when no threshold does."""
-    bounds = gate.load_bounds(GATE)
-    candidates = sorted({scorer.p_right(r.trace) for r in rows if eligible(r, policy)})
-    passing = []
-    for t in candidates:
-        decided = replace(policy, scorer=scorer, min_confidence=t)
-        values = metrics.compute(outcomes(rows, replay(rows, decided)))
-        if all(check.passed for check in gate.evaluate(values, bounds)):
-            passing.append(t)
-    if not passing:
-        return None
-    low, high = passing[0], passing[-1]
-    below = max((t for t in candidates if t < low), default=low)  # the passing range's edges
-    above = min((t for t in candidates if t > high), default=high)
-    return ((low + below) / 2 + (high + above) / 2) / 2
-
-
-# ---- the commands -----------------------------------------------------------------------------
-
-
-def baseline_policy() -> Policy:
-    """The rule before any fit (the odds of P(found) and P(yes) at 0.9) with every gate; its
-    gates decide which drafts a scorer weighs."""
-    return Policy(FALLBACK.scorer, Settings().min_relevance, FALLBACK.min_confidence)
-
-
-def lodo(docs: list[Document], features: Sequence[str], policy: Policy
-         ) -> dict[str, list[Scored]]:
-    """Each document scored by a scorer fitted on the others."""
-    found = {}
-    for held in docs:
-        others = [r for d in docs if d is not held for r in d.rows]
-        found[held.name] = scored(held.rows, scorer_for(others, features, policy), policy)
-    return found
+# ---- the commands -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The chosen features fitted on every document, with the operating point they allow."""
+    """A variant fitted on every fit document, calibrated out of fold, with its operating
+    point and every document's left-out decisions."""
 
     docs: list[Document]
     model: str
-    policy: Policy
-    features: list[str]
-    scorer: LogisticScorer
+    variant: Variant
+    fitted: Fitted
+    calibration: dict[str, Any]
+    held_out: dict[str, list[Scored]]
     threshold: float
 
 
-def plan(paths: list[Path]) -> Plan:
+def plan(paths: list[Path], variant: Variant = CHOSEN) -> Plan:
     docs = documents(paths)
-    model = _model(paths)
     policy = baseline_policy()
-    features = [f for group in CHOSEN for f in LEVERS[group]]
-    scorer = scorer_for([r for d in docs for r in d.rows], features, policy)
-    threshold = operating_point(_gate_rows(paths), scorer, policy)
-    if threshold is None:
-        raise SystemExit(f"no operating point meets [{GATE}] on {GATE_GOLD}")
-    return Plan(docs, model, policy, features, scorer, threshold)
-
-
-# The levers the committed scorer uses (see cmd_levers and docs/evaluation.md: the others
-# rank left-out documents a little better but no threshold of theirs keeps the article's floors).
-CHOSEN = ["calibrated odds"]
+    held = left_out(docs, variant, policy)
+    threshold = operating_point([s for items in held.values() for s in items])
+    return Plan(docs, _model(paths), variant, fit(_rows(docs), variant, policy),
+                fit_calibration(out_of_fold(docs, variant, policy), variant.calibration),
+                held, threshold)
 
 
 def cmd_fit(paths: list[Path], out: Path | None) -> None:
     chosen = plan(paths)
-    rows = [r for d in chosen.docs for r in d.rows]
     fitted = {
-        "generator": chosen.model, "features": chosen.features, "l2": L2,
+        "generator": chosen.model, "features": list(chosen.variant.features),
+        "candidates": chosen.variant.candidates, "candidate_gates": list(chosen.variant.gates),
+        "calibration": chosen.variant.calibration, "C": C,
         "reports": [{"name": p.name, "sha256": _sha256(p)} for p in paths],
         "documents": {d.name: len(d.rows) for d in chosen.docs},
-        "examples": sum(eligible(r, chosen.policy) for r in rows),
         "min_confidence": round(chosen.threshold, 6),
-        "operating_point": f"the middle of the thresholds that keep [{GATE}] on {GATE_GOLD}",
+        "operating_point": f"the lowest P(right) at which the fit documents' left-out answers "
+                           f"reach answered precision {TARGET_PRECISION}",
     }
+    weights = {f: round(float(w), 8) for f, w in zip(chosen.fitted.features,
+                                                     chosen.fitted.weights, strict=True)}
     path = out or FITTED_DIR / f"{chosen.model}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    LogisticScorer(chosen.scorer.weights, chosen.scorer.bias, fitted).save(path)
-    print(f"{fitted['examples']} drafts from {len(chosen.docs)} documents; operating point "
-          f"{chosen.threshold:.4f}; wrote {path}")
+    LogisticScorer(weights, round(chosen.fitted.bias, 8), chosen.calibration, fitted).save(path)
+    print(f"{len(chosen.docs)} documents; operating point {chosen.threshold:.4f}; wrote {path}")
 
 
 def cmd_lodo(paths: list[Path]) -> dict[str, Any]:
-    """Per document: the decision at the operating point, and its calibration when the scorer
-    was fitted without that document."""
+    """Per document, left out: the decision at the operating point and its calibration."""
     chosen = plan(paths)
-    held_out = lodo(chosen.docs, chosen.features, chosen.policy)
-    result: dict[str, Any] = {"features": chosen.features, "operating_point": chosen.threshold,
-                              "commit": commit(), "date": _today(), "documents": {}}
-    for doc in chosen.docs:
-        decided = scored(doc.rows, chosen.scorer, chosen.policy)
-        held = held_out[doc.name]
-        error, bins = ece(held)
-        curve, area = risk_coverage(held)
-        result["documents"][doc.name] = {
-            "at_operating_point": at_threshold(decided, chosen.threshold),
+    result: dict[str, Any] = {"features": list(chosen.variant.features),
+                              "operating_point": chosen.threshold, "commit": commit(),
+                              "date": _today(), "documents": {}}
+    for name, items in chosen.held_out.items():
+        error, bins = ece(items)
+        curve, area = risk_coverage(items)
+        result["documents"][name] = {
+            "at_operating_point": at_threshold(items, chosen.threshold),
             "ece_left_out": round(error, 4), "reliability_left_out": bins,
             "area_left_out": round(area, 4),
             "risk_coverage_left_out": [[round(t, 4), round(x, 4), round(y, 4)]
                                        for t, x, y in curve],
         }
-        _plot(doc.name, curve, bins, RESULTS / f"lodo-{doc.name}")
-    pooled = [s for items in held_out.values() for s in items]
-    result["pooled_ece_left_out"] = round(ece(pooled)[0], 4)
+        plot(name, curve, bins, RESULTS / f"lodo-{name}")
+    pooled = [s for items in chosen.held_out.values() for s in items]
+    result["pooled"] = {"at_operating_point": at_threshold(pooled, chosen.threshold),
+                        "ece_left_out": round(ece(pooled)[0], 4)}
     (RESULTS / "lodo.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    for name, doc in result["documents"].items():
+    for name, doc in [*result["documents"].items(), ("pooled", result["pooled"])]:
         point = doc["at_operating_point"]
-        print(f"{name}: answered precision {_fmt(point['answered_precision'])} at answerable "
-              f"coverage {_fmt(point['answerable_coverage'])}; adversarial refused "
-              f"{_fmt(point['adversarial_refused'])}; recall@4 {_fmt(point['recall_at_4'])}; "
-              f"left out: ECE {doc['ece_left_out']:.3f}, area {doc['area_left_out']:.3f}")
+        print(f"{name}: drafts right {fmt(point['drafts_right'])}; answered precision "
+              f"{fmt(point['answered_precision'])} at coverage "
+              f"{fmt(point['answerable_coverage'])}; tempting refused "
+              f"{fmt(point['tempting_refused'])}; ECE {doc['ece_left_out']:.3f}")
     return result
 
 
-def cmd_levers(paths: list[Path]) -> list[dict[str, Any]]:
-    """Each lever added in turn (on the structural gates), then the rule gates on top: the area
-    under the risk-coverage curve fitted (in-sample) and on each document left out, and whether
-    any threshold keeps the article's floors; beside the rule before (the odds at 0.9, every
-    gate)."""
-    docs = documents(paths)
-    gate_rows = _gate_rows(paths)
-    rule = baseline_policy()
-    hard = replace(rule, gates=HARD)
-    table = [_variant("odds rule (before)", docs, [], rule, gate_rows)]
-    features: list[str] = []
+def variants() -> list[Variant]:
+    """The levers in turn: the greedy answer with the odds (the decision before candidates),
+    then candidates, then each feature group added, then the other calibration."""
+    found = [Variant("greedy answer, odds", LEVERS["odds"], "greedy")]
+    features: tuple[str, ...] = ()
     for group, added in LEVERS.items():
         features += added
-        table.append(_variant(f"+ {group}", docs, features, hard, gate_rows))
-    table.append(_variant("+ rule gates", docs, features, rule, gate_rows))
-    table.append(_variant("calibrated odds, every gate", docs, ["odds_logit"], rule, gate_rows))
-    for row in table:
-        print(json.dumps(row))
+        found.append(Variant(f"candidates, + {group}", features))
+    found.append(Variant("candidates, every group, rule gates as features",
+                         features + RULE_FLAGS, gates=("no support",)))
+    found.append(replace(found[-1], name=found[-1].name + ", Platt", calibration="platt"))
+    return found
+
+
+def cmd_levers(paths: list[Path]) -> list[dict[str, Any]]:
+    """Each variant left out, per document and pooled: drafts right, the area under the
+    risk-coverage curve, ECE, and the metrics at the operating point chosen on the others."""
+    docs = documents(paths)
+    policy = baseline_policy()
+    table = []
+    for variant in variants():
+        held = left_out(docs, variant, policy)
+        pooled = [s for items in held.values() for s in items]
+        threshold = operating_point(pooled)
+        row: dict[str, Any] = {"variant": variant.name, "features": list(variant.features),
+               "threshold": round(threshold, 4),
+               "pooled": _summary(pooled, threshold),
+               "documents": {n: _summary(i, threshold) for n, i in held.items()}}
+        print(json.dumps({"variant": variant.name, **row["pooled"]}))
+        table.append(row)
     return table
 
 
-def _variant(name: str, docs: list[Document], features: list[str], policy: Policy,
-             gate_rows: list[Row]) -> dict[str, Any]:
-    rows = [r for d in docs for r in d.rows]
-    if not features:  # the rule itself: nothing fitted
-        scorer: Scorer = policy.scorer
-        held = {d.name: scored(d.rows, scorer, policy) for d in docs}
-        threshold: float | None = policy.min_confidence
-    else:
-        scorer = scorer_for(rows, features, policy)
-        held = lodo(docs, features, policy)
-        threshold = operating_point(gate_rows, scorer, policy)
-    in_sample = scored(rows, scorer, policy)
-    return {
-        "variant": name, "features": features, "area_fitted": round(risk_coverage(in_sample)[1], 4),
-        "area_left_out": {n: round(risk_coverage(i)[1], 4) for n, i in held.items()},
-        "ece_left_out": {n: round(ece(i)[0], 4) for n, i in held.items()},
-        "keeps_article_floors_at": None if threshold is None else round(threshold, 4),
-        "at_that_point": None if threshold is None else {
-            d.name: _counts(scored(d.rows, scorer, policy), threshold) for d in docs},
-    }
-
-
-def _counts(items: list[Scored], t: float) -> dict[str, Any]:
+def _summary(items: list[Scored], t: float) -> dict[str, Any]:
     point = at_threshold(items, t)
-    return {k: point[k]["count"] for k in ("accuracy", "answered_precision",
-                                            "answerable_coverage", "adversarial_refused")}
+    return {"drafts_right": point["drafts_right"]["count"],
+            "greedy_right": point["greedy_right"]["count"],
+            "answered_precision": point["answered_precision"]["count"],
+            "coverage": point["answerable_coverage"]["count"],
+            "tempting_refused": point["tempting_refused"]["count"],
+            "area": round(risk_coverage(items)[1], 4), "ece": round(ece(items)[0], 4)}
 
 
-def _gate_rows(paths: list[Path]) -> list[Row]:
-    """The rows of the article's tuning split, where the operating point must keep the floors."""
-    for path in paths:
-        data = read_report(path)
-        if Path(data["gold"]).as_posix().endswith(GATE_GOLD):
-            return load_rows(data)
-    raise SystemExit(f"the operating point is chosen on {GATE_GOLD}: give its report")
-
-
-def cmd_curves(name: str, paths: list[Path]) -> None:
-    """The committed scorer on each report, at its own operating point."""
+def cmd_curves(name: str, paths: list[Path], scorer_path: Path | None = None) -> None:
+    """A scorer on each report, at its own operating point: the committed one, or the one
+    saved at ``scorer_path`` (another commit's, for a before-and-after table)."""
     choice = choice_for(_model(paths))
-    policy = Policy(choice.scorer, Settings().min_relevance, choice.min_confidence)
-    out: dict[str, Any] = {"commit": commit(), "date": _today(), "reports": {}}
+    if scorer_path is not None:
+        loaded = LogisticScorer.load(scorer_path)
+        choice = replace(choice, scorer=loaded,
+                         min_confidence=float(loaded.fitted["min_confidence"]))  # type: ignore[arg-type]
+    policy = choice.policy(Settings().min_relevance)
+    out: dict[str, Any] = {"commit": commit(), "date": _today(), "scorer": choice.scorer.name,
+                           "operating_point": choice.min_confidence, "reports": {}}
     for path in paths:
-        items = scored(load_rows(read_report(path)), choice.scorer, policy)
+        items = decided(load_rows(read_report(path)), choice.scorer, policy)
         curve, area = risk_coverage(items)
         error, bins = ece(items)
-        out["reports"][path.stem] = {
+        out["reports"][path.name.split(".json")[0]] = {
             "at_operating_point": at_threshold(items, choice.min_confidence),
             "ece": round(error, 4), "area": round(area, 4), "reliability": bins}
-        _plot(path.stem, curve, bins, RESULTS / f"{path.stem}-curves")
+        plot(path.name.split(".json")[0], curve, bins,
+             RESULTS / f"{path.name.split('.json')[0]}-curves")
     (RESULTS / f"{name}-curves.json").write_text(json.dumps(out, indent=1) + "\n",
                                                   encoding="utf-8")
 
 
-def _plot(title: str, curve: list[tuple[float, float, float]],
-          bins: list[dict[str, float]], stem: Path) -> None:
+def decided(rows: list[Row], scorer: Scorer, policy: Policy) -> list[Scored]:
+    """The rows as ``policy`` decides them (the confidence of the candidate it chooses)."""
+    found = []
+    for row in rows:
+        verdict = policy.with_min_confidence(0.0).verdict(row.trace) if row.trace.drafted \
+            else None
+        chosen = None if verdict is None or verdict.refused else verdict.chosen
+        p = None if chosen is None else scorer.p_right(row.trace, row.trace.candidates[chosen])
+        found.append(Scored(row.answerable, row.kind, p,
+                            chosen is not None and row.candidate_right(chosen), row.draft_right,
+                            _retrieved(row) if row.answerable else None))
+    return found
+
+
+def plot(title: str, curve: list[tuple[float, float, float]],
+         bins: list[dict[str, float]], stem: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -412,7 +510,7 @@ def _plot(title: str, curve: list[tuple[float, float, float]],
     plt.close(figure)
 
 
-def _fmt(rate: dict[str, Any]) -> str:
+def fmt(rate: dict[str, Any]) -> str:
     k, n = rate["count"]
     low, high = rate["interval"] or (0, 0)
     return f"{rate['value']} ({k}/{n}) [{low:.2f}, {high:.2f}]"
@@ -443,6 +541,7 @@ def main(argv: list[str] | None = None) -> None:
             sub.add_argument("--out", type=Path)
         if action == "curves":
             sub.add_argument("--name", required=True)
+            sub.add_argument("--scorer", type=Path, help="a saved scorer (default: committed)")
     args = parser.parse_args(argv)
     if args.action == "fit":
         cmd_fit(args.reports, args.out)
@@ -451,10 +550,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.action == "levers":
         cmd_levers(args.reports)
     else:
-        cmd_curves(args.name, args.reports)
+        cmd_curves(args.name, args.reports, args.scorer)
     sys.stdout.flush()
 
 
 if __name__ == "__main__":
     main()
-

@@ -1,9 +1,11 @@
 """Gold question sets: one JSON object a line.
 
 ``{"id", "question", "answers": [...], "evidence": [...], "answerable": bool}``, optionally
-``"doc"`` (the name of the document the question is about, kept for ``python -m eval --doc``) and
+``"doc"`` (the name of the document the question is about, kept for ``python -m eval --doc``),
 ``"history"`` (earlier turns ``[{"role": "user"|"assistant", "content": str}]``: the question is
-a follow-up to them); other keys are allowed and ignored. ``evidence`` holds exact substrings
+a follow-up to them) and ``"kind"`` (``KINDS``: a fact the text states, a small computation from
+it, or an unanswerable question that is tempting — the text names a related person, number or
+date — or plainly absent); other keys are allowed and ignored. ``evidence`` holds exact substrings
 of the documents. An answer is a string, or a list of the parts a whole answer must name.
 
 Sets kept apart must not ask the same thing twice: ``near_duplicates`` finds question pairs of
@@ -24,6 +26,7 @@ from rag.retrieval.embedder import Embedder
 from rag.retrieval.lexical import terms
 
 REQUIRED = {"id": str, "question": str, "answers": list, "evidence": list, "answerable": bool}
+KINDS = {True: ("fact", "computed"), False: ("tempting", "absent")}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class GoldItem:
     doc: str | None = None
     # Earlier turns of a conversation, oldest first: (role, text); the question follows them.
     history: tuple[tuple[str, str], ...] = ()
+    # What kind of question it is, where the set says (KINDS).
+    kind: str | None = None
 
 
 def load_gold(path: Path) -> list[GoldItem]:
@@ -71,12 +76,16 @@ def _item(path: Path, number: int, line: str) -> GoldItem:
         raise InputError(f"{where}: not JSON ({exc})") from None
     if not isinstance(record, dict):
         raise InputError(f"{where}: expected a JSON object")
-    for key, kind in REQUIRED.items():
-        if not isinstance(record.get(key), kind):
-            raise InputError(f"{where}: {key!r} must be a {kind.__name__}")
+    for key, expected in REQUIRED.items():
+        if not isinstance(record.get(key), expected):
+            raise InputError(f"{where}: {key!r} must be a {expected.__name__}")
     doc = record.get("doc")
     if doc is not None and not isinstance(doc, str):
         raise InputError(f"{where}: 'doc' must be a str when present")
+    kind = record.get("kind")
+    if kind is not None and kind not in KINDS[record["answerable"]]:
+        raise InputError(f"{where}: 'kind' of an {'' if record['answerable'] else 'un'}answerable "
+                         f"question must be one of {', '.join(KINDS[record['answerable']])}")
     return GoldItem(
         id=record["id"],
         question=record["question"],
@@ -85,6 +94,7 @@ def _item(path: Path, number: int, line: str) -> GoldItem:
         answerable=record["answerable"],
         doc=doc,
         history=_history(where, record.get("history", [])),
+        kind=kind,
     )
 
 

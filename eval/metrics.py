@@ -7,6 +7,11 @@ a run of whole words, so "1910" is not found in "19101" nor "Iida" in "Iidax". W
 twice, once with punctuation deleted as SQuAD does ("U.S." is "us") and once with punctuation as
 a word break ("1910-45" is "1910 45", so "1910" is found in it).
 
+``answer_strict`` is what "right" means everywhere (gates, the fit, the operating point, the
+curves): the answer contains a gold alternative *and* is not padded, its SQuAD token F1 against
+that same alternative at least ``STRICT_F1`` (0.5). A copied sentence that happens to contain the
+gold contains it but is not an answer; ``answer_str_em`` stays as a secondary, lenient number.
+
 Every rate (a share of questions or citations) also has its count ``[k, n]`` (``counts``) and a
 95% Wilson score interval (``wilson``), so a report says how far the rate can be trusted.
 """
@@ -26,6 +31,7 @@ _PUNCTUATION = set(string.punctuation) | set("‘’“”—–…")
 
 METRIC_NAMES = (
     "accuracy",
+    "answer_strict",
     "answer_em",
     "answer_str_em",
     "answer_f1",
@@ -42,6 +48,7 @@ METRIC_NAMES = (
 # The metrics that are shares k/n: reported with their count and a Wilson interval.
 RATE_METRICS = (
     "accuracy",
+    "answer_strict",
     "answer_em",
     "answer_str_em",
     "refusal_accuracy",
@@ -51,7 +58,9 @@ RATE_METRICS = (
     "retrieval_recall_at_k",
 )
 
-WILSON_Z = 1.959963984540054  # the 97.5% normal quantile: a two-sided 95% interval
+WILSON_Z = 1.959963984540054
+# An answer within this token F1 of the gold alternative it contains is not padded.
+STRICT_F1 = 0.5  # the 97.5% normal quantile: a two-sided 95% interval
 
 
 def normalize_answer(text: str) -> str:
@@ -89,6 +98,21 @@ def contains_answer(prediction: str, golds: Sequence[Gold]) -> bool:
     return any(all(map(found, _parts(gold))) for gold in golds)
 
 
+def is_right(prediction: str, golds: Sequence[Gold]) -> bool:
+    """Strictly right: some gold alternative occurs in ``prediction`` (``contains_answer``) and
+    ``prediction``'s token F1 against that alternative is at least ``STRICT_F1``."""
+    return any(contains_answer(prediction, [gold])
+               and _padding_f1(prediction, " ".join(_parts(gold))) >= STRICT_F1
+               for gold in golds)
+
+
+def _padding_f1(prediction: str, gold: str) -> float:
+    """Token F1 with words compared both ways ``contains_answer`` compares them, the better of
+    the two: "object.__gt__()" is one SQuAD token but the words "object gt" broken at
+    punctuation, where "__gt__" is one padded word, not a different one."""
+    return max(token_f1(prediction, gold), _f1(_words(prediction), _words(gold)))
+
+
 def exact_match(prediction: str, golds: Sequence[Gold]) -> bool:
     """SQuAD's exact match: the normalized prediction equals a normalized gold answer (a gold
     with parts as its parts joined by "and")."""
@@ -106,8 +130,10 @@ def _parts(gold: Gold) -> tuple[str, ...]:
 
 
 def token_f1(prediction: str, gold: str) -> float:
-    predicted = normalize_answer(prediction).split()
-    expected = normalize_answer(gold).split()
+    return _f1(normalize_answer(prediction).split(), normalize_answer(gold).split())
+
+
+def _f1(predicted: list[str], expected: list[str]) -> float:
     common = Counter(predicted) & Counter(expected)
     overlap = sum(common.values())
     if not predicted or not expected or overlap == 0:
@@ -166,13 +192,18 @@ class QuestionOutcome:
         return self.answerable and not self.refused and contains_answer(self.answer, self.golds)
 
     @property
+    def right(self) -> bool:
+        """Answered strictly right (``answer_strict``)."""
+        return self.answerable and not self.refused and is_right(self.answer, self.golds)
+
+    @property
     def exact(self) -> bool:
         return self.answerable and not self.refused and exact_match(self.answer, self.golds)
 
     @property
     def correct(self) -> bool:
-        """Answered right (``answer_str_em``) when answerable, refused when not."""
-        return self.answer_hit if self.answerable else self.refused
+        """Answered strictly right when answerable, refused when not."""
+        return self.right if self.answerable else self.refused
 
     @property
     def f1(self) -> float:
@@ -208,6 +239,7 @@ def counts(outcomes: Sequence[QuestionOutcome]) -> dict[str, tuple[int, int]]:
     hits = [hit for o in outcomes if not o.refused for hit in o.citation_hits()]
     return {
         "accuracy": _count(o.correct for o in outcomes),
+        "answer_strict": _count(o.right for o in answerable),
         "answer_em": _count(o.exact for o in answerable),
         "answer_str_em": _count(o.answer_hit for o in answerable),
         "refusal_accuracy": _count(o.refused for o in unanswerable),

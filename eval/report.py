@@ -11,8 +11,9 @@ from typing import Any
 from eval.gate import Check
 from eval.metrics import METRIC_NAMES, wilson
 
-# Per-question verdicts that do not make a question a failure: a right answer in more words than
-# the gold span misses SQuAD's exact match but is still right (answer_str_em).
+# Per-question verdicts that do not make a question a failure: a right answer in a few more words
+# than the gold span misses SQuAD's exact match but is still right (answer_strict); an answer
+# padded around the gold passes the lenient answer_str_em and still fails.
 _STRICTER_THAN_FAILURE = {"answer_em"}
 
 
@@ -84,7 +85,7 @@ def _question(row: dict[str, Any]) -> str:
         f"- answer: {row['answer']}" + (f" (refused: {row['refusal_reason']})" * row["refused"]),
     ]
     if failed:
-        label = "failed" if _failed(row) else "missed, though right by answer_str_em"
+        label = "failed" if _failed(row) else "missed, though right by answer_strict"
         lines.append(f"- {label}: {', '.join(failed)}")
     lines += [f"- [{c['id']}] {c['source']} {c['start']}-{c['end']}: “{c['quote']}”"
               for c in row["citations"]]

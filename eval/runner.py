@@ -9,6 +9,7 @@ extension), so one document's questions are asked of that document alone.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -94,19 +95,21 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         "gold": str(args.gold),
         "docs": [str(d) for d in docs] if docs else None,
         "doc_filter": names,
+        "commit": commit(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - started, 1),
         "gate": [asdict(c) | {"passed": c.passed} for c in checks],
         "per_question": rows,
     }
     print(report.summary_table(values, checks, counts))
+    text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
     if args.json_out:
-        _write(args.json_out, json.dumps(result, indent=2, ensure_ascii=False))
+        _write(args.json_out, text)
     if args.markdown:
-        _write(args.markdown, report.markdown(result, checks))
+        _write(args.markdown, report.markdown(result, checks) + "\n")
     if args.summary:
-        _write(args.summary, json.dumps(summary(result, section if bounds else None, bounds),
-                                        indent=2, ensure_ascii=False))
+        written = summary(result, section if bounds else None, bounds, report_sha256(text))
+        _write(args.summary, json.dumps(written, indent=2, ensure_ascii=False) + "\n")
     failed = [c for c in checks if not c.passed]
     if failed:
         print(f"quality gate FAILED: {'; '.join(c.describe() for c in failed)}", file=sys.stderr)
@@ -114,9 +117,15 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def report_sha256(text: str) -> str:
+    """The identity of a report: the sha256 of its JSON text (the committed copy is gzipped)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def summary(result: dict[str, Any], section: str | None,
-            bounds: dict[str, dict[str, float]] | None) -> dict[str, Any]:
-    """What a committed result records: enough to trace a quoted number to its run."""
+            bounds: dict[str, dict[str, float]] | None, sha256: str) -> dict[str, Any]:
+    """What a committed result records: enough to trace a quoted number to its run — the
+    report's sha256 and the commit the report (not this summary) was produced on."""
     rates = {}
     for name in metrics.METRIC_NAMES:
         value = result[name]
@@ -130,7 +139,7 @@ def summary(result: dict[str, Any], section: str | None,
     return {
         "gold": result["gold"], "doc_filter": result["doc_filter"], "n": result["n"],
         "model": result["model"], "prompt": result["prompt"], "policy": result["policy"],
-        "commit": commit(), "date": result["created_at"][:10],
+        "report_sha256": sha256, "commit": result["commit"], "date": result["created_at"][:10],
         "gate": section, "bounds": bounds, "passed": all(c["passed"] for c in result["gate"]),
         "metrics": rates,
     }
@@ -231,6 +240,7 @@ def _row(item: GoldItem, answer: Answer, outcome: metrics.QuestionOutcome,
         "question": item.question,
         "standalone_question": answer.standalone_question,
         "answerable": answerable,
+        "kind": item.kind,
         "gold_answers": list(item.answers),
         "answer": answer.answer,
         "refused": answer.refused,
@@ -248,6 +258,7 @@ def _row(item: GoldItem, answer: Answer, outcome: metrics.QuestionOutcome,
         "f1": round(outcome.f1, 3) if answerable else None,
         "evidence_rank": rank,
         "pass": {
+            "answer_strict": outcome.right if answerable else None,
             "answer_em": outcome.exact if answerable else None,
             "answer_str_em": outcome.answer_hit if answerable else None,
             "refusal": outcome.refusal_correct,
@@ -260,4 +271,4 @@ def _row(item: GoldItem, answer: Answer, outcome: metrics.QuestionOutcome,
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n", encoding="utf-8")
+    path.write_text(text, encoding="utf-8")

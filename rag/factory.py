@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from rag.answer.citations import CitationChecker
-from rag.answer.drafting import Drafter
+from rag.answer.drafting import BRANCHES, MAX_CANDIDATES, Drafter
 from rag.answer.followup import Resolver
 from rag.answer.layouts import choose_layout
 from rag.answer.prompts import load_template
@@ -33,7 +33,11 @@ from rag.retrieval.search import Retriever
 from rag.retrieval.store import KV_STATES, StoredIndex, load_index
 from rag.settings import Settings
 
-SEQUENCES = ("answer", "verify", "followup")
+# Each slot's sequences: the answer, its verification, the follow-up rewrite, the answer's
+# branches and one per candidate answer the verifier reads side by side.
+BRANCH_SEQUENCES = tuple(f"branch{n}" for n in range(1, BRANCHES + 1))
+CHECK_SEQUENCES = tuple(f"check{n}" for n in range(1, MAX_CANDIDATES + 1))
+SEQUENCES = ("answer", "verify", "followup", *BRANCH_SEQUENCES, *CHECK_SEQUENCES)
 ReaderT = TypeVar("ReaderT", bound=SequenceReader)
 log = logging.getLogger("rag.pipeline")
 
@@ -52,7 +56,7 @@ def load_pipeline(settings: Settings, embedder: Embedder | None = None,
     if policy.measures or explain:
         verifier = Verifier(engine, engine.sequence("verify"),
                             load_template(settings.verify_prompt, settings.prompts_dir),
-                            settings.max_answer_tokens)
+                            settings.max_answer_tokens, _sequences(engine, CHECK_SEQUENCES))
     resolver = Resolver(engine, engine.sequence("followup"),
                         load_template(settings.followup_prompt, settings.prompts_dir),
                         settings.max_history_turns)
@@ -95,13 +99,22 @@ def _on_slot(pipeline: Pipeline, slot: int) -> Pipeline:
         engine.share(reader.seq, seq, len(reader.seq.tokens))
         return replace(reader, seq=seq)
 
+    drafter = replace(moved(pipeline.drafter),
+                      branch_seqs=_sequences(engine, BRANCH_SEQUENCES, slot))
     verifier = pipeline.verifier
-    return replace(pipeline, drafter=moved(pipeline.drafter), resolver=moved(pipeline.resolver),
-                   verifier=moved(verifier) if verifier is not None else None)
+    if verifier is not None:
+        verifier = replace(moved(verifier), check_seqs=_sequences(engine, CHECK_SEQUENCES, slot))
+    return replace(pipeline, drafter=drafter, resolver=moved(pipeline.resolver),
+                   verifier=verifier)
 
 
 def _sequence_names(slots: int) -> tuple[str, ...]:
     return SEQUENCES + tuple(f"{name}.{slot}" for slot in range(1, slots) for name in SEQUENCES)
+
+
+def _sequences(engine: Engine, names: tuple[str, ...], slot: int = 0) -> tuple[KvSequence, ...]:
+    """The engine's sequences of ``names`` for ``slot`` (0: the first slot's, unsuffixed)."""
+    return tuple(engine.sequence(f"{name}.{slot}" if slot else name) for name in names)
 
 
 def warm_up(pipeline: Pipeline) -> None:
@@ -132,11 +145,9 @@ def warm_up(pipeline: Pipeline) -> None:
 
 def _policy(settings: Settings, model: ModelChoice) -> Policy:
     """The generator's scorer, at the configured operating point or the one chosen for it."""
-    choice = choice_for(model.name)
-    floor = choice.min_confidence if settings.min_confidence is None else settings.min_confidence
-    return Policy(choice.scorer, settings.min_relevance, floor)
+    return choice_for(model.name).policy(settings.min_relevance, settings.min_confidence)
 
 
 def _drafter(settings: Settings, engine: Engine, index: StoredIndex) -> Drafter:
     return Drafter(engine, engine.sequence("answer"), choose_layout(settings, engine, index),
-                   settings.max_answer_tokens)
+                   settings.max_answer_tokens, _sequences(engine, BRANCH_SEQUENCES))

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from rag.answer.arithmetic import with_unit
 from rag.answer.budget import passages_that_fit
 from rag.answer.citations import CitationChecker, SupportReport
 from rag.answer.drafting import DeltaCallback, Draft, Drafter
@@ -20,7 +21,16 @@ from rag.decision.policy import QUESTION_PMI, REFUSAL_ANSWER, VERIFICATION, Poli
 from rag.guard import Guard
 from rag.retrieval.search import Retriever
 from rag.retrieval.store import StoredIndex
-from rag.types import Answer, Chunk, Citation, Passage, Question, Timings, Trace
+from rag.types import (
+    Answer,
+    CandidateTrace,
+    Chunk,
+    Citation,
+    Passage,
+    Question,
+    Timings,
+    Trace,
+)
 
 PassagesCallback = Callable[[list[Passage]], None]
 
@@ -79,7 +89,7 @@ class Pipeline:
         return Answer(
             question=question.text,
             standalone_question=asked if asked != question.text else None,
-            answer=REFUSAL_ANSWER if verdict.refused else trace.draft or "",
+            answer=REFUSAL_ANSWER if verdict.refused else chosen_text(trace, verdict),
             refused=verdict.refused,
             citations=[] if verdict.refused else citations,
             passages=passages,
@@ -104,46 +114,71 @@ class Pipeline:
     def _draft_and_decide(self, trace: Trace, passages: list[Passage], policy: Policy,
                           on_delta: DeltaCallback | None,
                           guard: Guard) -> tuple[Trace, Verdict, list[Citation]]:
-        """Draft, check the draft's citations, measure what the decision needs of it, decide."""
+        """Draft, check every candidate answer's citations, measure what the decision needs of
+        them, decide; the chosen answer's citations."""
         draft = self.drafter.generate(trace.question, passages, on_delta, guard)
-        support = self.checker.check(trace.question, draft.answer,
-                                     cited_positions(passages, draft.cited), passages)
-        trace = drafted(trace, draft, support)
+        table = self.checker.table(trace.question, passages)
+        cited = cited_positions(passages, draft.cited)
+        supports = [self.checker.support(table, c.text, cited) for c in draft.candidates]
+        trace = drafted(trace, draft, supports)
         verdict = policy.decide(trace, "drafted")
         if trace.draft and (self.explain or not verdict.refused):
-            trace = self._measure(trace, policy, guard)
+            trace = self._measure(trace, supports, policy, guard)
         if not verdict.refused:
             verdict = policy.decide(trace, "measured")
-        return trace, verdict, support.citations
+        chosen = supports[verdict.chosen].citations if verdict.chosen is not None else []
+        return trace, verdict, chosen
 
-    def _measure(self, trace: Trace, policy: Policy, guard: Guard) -> Trace:
+    def _measure(self, trace: Trace, supports: list[SupportReport], policy: Policy,
+                 guard: Guard) -> Trace:
+        """The verifier's P(yes) for each candidate the decision may choose (every supported
+        one when explaining), the evidence of all of them read once."""
         wanted = {VERIFICATION, QUESTION_PMI} if self.explain else policy.measures
         if self.verifier is None or not wanted:
             return trace
-        checked = self.verifier.verify(trace.question, trace.draft or "", trace.evidence,
-                                       pmi=QUESTION_PMI in wanted, guard=guard)
-        return replace(trace, verification=round(checked.p_yes, 4),
-                       question_pmi=checked.question_pmi)
+        measured = [i for i, c in enumerate(trace.candidates)
+                    if (c.support_citations if self.explain else
+                        policy.ruled_out(trace, c) is None)]
+        if not measured:
+            return trace
+        evidence = " ".join(dict.fromkeys(
+            citation.quote for i in measured for citation in supports[i].citations))
+        p_yes, pmi = self.verifier.verify_each(
+            trace.question, [trace.candidates[i].text for i in measured], evidence,
+            pmi=QUESTION_PMI in wanted, guard=guard)
+        candidates = list(trace.candidates)
+        for i, p in zip(measured, p_yes, strict=True):
+            candidates[i] = replace(candidates[i], verification=round(p, 4))
+        return replace(trace, candidates=candidates, question_pmi=pmi)
 
 
-def drafted(trace: Trace, draft: Draft, support: SupportReport) -> Trace:
-    """``trace`` with what the draft and its citation check showed."""
+def drafted(trace: Trace, draft: Draft, supports: list[SupportReport]) -> Trace:
+    """``trace`` with the draft, its candidates and what their citation checks showed."""
     return replace(
         trace,
         draft=draft.answer,
         found_probability=round(draft.found_probability, 4),
         answer_logprob=None if draft.answer_logprob is None else round(draft.answer_logprob, 4),
         cited=[chunk.chunk_id for chunk in draft.cited],
-        evidence=support.evidence_text,
-        best_support=round(support.best_support, 4),
-        support_citations=[(c.source, c.start, c.end) for c in support.citations],
-        echoes_question=support.echoes_question,
+        candidates=[CandidateTrace(
+            # A computed answer names the unit the question asks for.
+            text=with_unit(trace.question, c.text) if support.computed else c.text,
+            origin=c.origin, logprob=round(c.logprob, 4), tokens=c.tokens,
+            evidence=support.evidence_text, best_support=round(support.best_support, 4),
+            support_citations=[(q.source, q.start, q.end) for q in support.citations],
+            echoes_question=support.echoes_question, computed=support.computed,
+        ) for c, support in zip(draft.candidates, supports, strict=True)],
         prompt_tokens=draft.prompt_tokens,
         answer_tokens=draft.answer_tokens,
         completion_tokens=draft.completion_tokens,
         decode_calls=draft.decode_calls,
         decode_steps=draft.decode_steps,
     )
+
+
+def chosen_text(trace: Trace, verdict: Verdict) -> str:
+    """The text of the candidate ``verdict`` chose."""
+    return trace.candidates[verdict.chosen].text if verdict.chosen is not None else ""
 
 
 def cited_positions(passages: list[Passage], cited: list[Chunk]) -> list[int]:

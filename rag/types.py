@@ -136,6 +136,29 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class CandidateTrace:
+    """One candidate answer (``rag.answer.drafting.Candidate``) and what was measured of it."""
+
+    text: str
+    origin: str  # "greedy", "prefix" or "branch"
+    logprob: float  # its tokens' log-probability under the answer prompt, closing quote included
+    tokens: int
+    # Its citation check (rag.answer.citations).
+    evidence: str = ""  # the supporting sentences' text
+    best_support: float = 0.0
+    support_citations: list[tuple[str, int, int]] = field(default_factory=list)
+    echoes_question: bool = False
+    computed: str | None = None  # how a computed answer follows from its sentences
+    # Measured when the decision asks (rag.answer.verification): the verifier's P(yes).
+    verification: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CandidateTrace:
+        spans = [(str(s), int(a), int(b)) for s, a, b in data.get("support_citations", [])]
+        return cls(**{**data, "support_citations": spans})
+
+
+@dataclass(frozen=True)
 class Trace:
     """What was measured of one question on its way to an answer or a refusal: all that the
     decision reads (``rag.decision``), so an eval report's traces replay the service's verdicts.
@@ -145,18 +168,13 @@ class Trace:
     best_similarity: float  # cosine similarity of the question and its closest passage
     passages_dropped: list[str] = field(default_factory=list)  # chunk ids that did not fit
     rewrite_s: float = 0.0
-    # The model's draft.
+    # The model's draft: its greedy answer ("" when it says the passages do not hold one).
     draft: str | None = None
     found_probability: float | None = None  # P(found = true) where the model decided it
-    answer_logprob: float | None = None  # mean log-probability of the answer's tokens
+    answer_logprob: float | None = None  # mean log-probability of the greedy answer's tokens
     cited: list[str] = field(default_factory=list)  # chunk ids the model cited
-    # Its citation check (rag.answer.citations).
-    evidence: str = ""  # the supporting sentences' text
-    best_support: float = 0.0
-    support_citations: list[tuple[str, int, int]] = field(default_factory=list)
-    echoes_question: bool = False
-    # Measured when the decision asks (rag.answer.verification).
-    verification: float | None = None  # the verifier's P(yes)
+    # Every answer the decision may choose, the greedy one first.
+    candidates: list[CandidateTrace] = field(default_factory=list)
     # Per question token: log P(token | evidence) - log P(token | no text).
     question_pmi: list[float] | None = None
     # Cost.
@@ -176,11 +194,28 @@ class Trace:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trace:
         """A recorded trace; a field an older version measured and this one does not is
-        dropped."""
+        dropped. A trace from before candidates (2026-12-06) has its draft as the one."""
         known = {f.name for f in fields(cls)}
-        spans = [(str(s), int(a), int(b)) for s, a, b in data.get("support_citations", [])]
         kept = {k: v for k, v in data.items() if k in known}
-        return cls(**{**kept, "support_citations": spans})
+        if "candidates" in data:
+            candidates = [CandidateTrace.from_dict(c) for c in data["candidates"]]
+        else:
+            candidates = _draft_as_candidate(data)
+        return cls(**{**kept, "candidates": candidates})
+
+
+def _draft_as_candidate(data: dict[str, Any]) -> list[CandidateTrace]:
+    """An older trace's draft and its measurements as its only candidate."""
+    if not data.get("draft"):
+        return []
+    tokens = int(data.get("answer_tokens") or 0)
+    spans = [(str(s), int(a), int(b)) for s, a, b in data.get("support_citations", [])]
+    return [CandidateTrace(
+        text=data["draft"], origin="greedy",
+        logprob=float(data.get("answer_logprob") or 0.0) * tokens, tokens=tokens,
+        evidence=data.get("evidence", ""), best_support=data.get("best_support", 0.0),
+        support_citations=spans, echoes_question=data.get("echoes_question", False),
+        verification=data.get("verification"))]
 
 
 @dataclass(frozen=True)

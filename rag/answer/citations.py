@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.answer.arithmetic import derive
 from rag.retrieval.embedder import Embedder
 from rag.retrieval.lexical import terms, words
 from rag.types import Citation, Document, Passage, Span
@@ -72,10 +73,25 @@ class SupportReport:
     citations: list[Citation]
     best_support: float
     echoes_question: bool  # the answer adds nothing to the question's words or their meaning
+    # A computed answer's derivation from the cited sentences (rag.answer.arithmetic).
+    computed: str | None = None
 
     @property
     def evidence_text(self) -> str:
         return " ".join(c.quote for c in self.citations)
+
+
+@dataclass(frozen=True)
+class SentenceTable:
+    """Every sentence (and adjacent pair) of the retrieved passages, its words and its similarity
+    to the question: computed once per question and shared by every candidate answer."""
+
+    question: str
+    passages: list[Passage]
+    spans: list[tuple[int, Span, bool]]  # passage index, span, pair
+    texts: list[str]
+    words: list[frozenset[str]]  # content terms and plain words of each text
+    semantic: list[float]  # cosine similarity to the question, clipped to [0, 1]
 
 
 class CitationChecker:
@@ -90,12 +106,32 @@ class CitationChecker:
     def check(
         self, question: str, answer: str, cited: list[int], passages: list[Passage],
     ) -> SupportReport:
+        return self.support(self.table(question, passages), answer, cited)
+
+    def table(self, question: str, passages: list[Passage]) -> SentenceTable:
+        """The sentences of ``passages`` scored against ``question`` (one embedding call)."""
+        spans = [(i, span, pair) for i, passage in enumerate(passages)
+                 for span, pair in _candidate_spans(passage)]
+        texts = [passages[i].chunk.slice(span) for i, span, _ in spans]
+        semantic: list[float] = []
+        if texts:
+            vectors = self.embedder.encode([question, *texts])
+            semantic = [float(v) for v in np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)]
+        return SentenceTable(question, passages, spans, texts,
+                             [frozenset(terms(t) + words(t)) for t in texts], semantic)
+
+    def support(self, table: SentenceTable, answer: str, cited: list[int]) -> SupportReport:
+        """Which sentences of ``table`` support ``answer``; the model's citations ``cited``
+        (1-based passage numbers) kept where they do, forgotten ones added."""
+        question, passages = table.question, table.passages
         answer_terms, echoes = _new_terms(question, answer)
-        sentences = self._score_sentences(question, answer, answer_terms, passages)
+        sentences = _score_sentences(table, answer, answer_terms)
         best_per_passage = _best_per_passage(sentences)
         supported = {
             i: s for i, s in best_per_passage.items() if s.score >= self.min_support
         }
+        if not supported and (derived := self._derived(table, answer)) is not None:
+            return derived
         chosen = list(dict.fromkeys(n - 1 for n in cited if n - 1 in supported))
         chosen += _forgotten(supported, chosen, answer_terms)
         chosen = _distinct_quotes(chosen, supported, passages)
@@ -109,6 +145,23 @@ class CitationChecker:
             echoes_question=echoes or self._restates_focus(question, answer),
         )
 
+    def _derived(self, table: SentenceTable, answer: str) -> SupportReport | None:
+        """A computed answer supported by the sentences that hold its inputs: those closest to
+        the question (single sentences, one citation each)."""
+        singles = sorted((k for k, (_, _, pair) in enumerate(table.spans) if not pair),
+                         key=lambda k: -table.semantic[k])
+        derivation = derive(table.question, answer, [table.texts[k] for k in singles])
+        if derivation is None:
+            return None
+        used = [singles[k] for k in derivation.sentences]
+        citations = []
+        for number, k in enumerate(used, start=1):
+            i, span, _ = table.spans[k]
+            support = SentenceSupport(i, span, False, 1.0, table.semantic[k], frozenset())
+            citations.append(_citation(number, table.passages[i], support,
+                                       self.documents[table.passages[i].chunk.source]))
+        return SupportReport(citations, max(c.score for c in citations), False, derivation.how)
+
     def _restates_focus(self, question: str, answer: str) -> bool:
         focus = question_focus(question)
         if focus is None or not answer.strip():
@@ -116,25 +169,18 @@ class CitationChecker:
         focus_vector, answer_vector = self.embedder.encode([focus, answer])
         return float(focus_vector @ answer_vector) >= RESTATEMENT_SIMILARITY
 
-    def _score_sentences(
-        self, question: str, answer: str, answer_terms: frozenset[str], passages: list[Passage]
-    ) -> list[SentenceSupport]:
-        candidates = [
-            (i, span, pair)
-            for i, passage in enumerate(passages)
-            for span, pair in _candidate_spans(passage)
-        ]
-        if not candidates or not answer.strip():
-            return []
-        texts = [passages[i].chunk.slice(span) for i, span, _ in candidates]
-        vectors = self.embedder.encode([question, *texts])
-        semantic = np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
-        supports = []
-        for (i, span, pair), text, sim in zip(candidates, texts, semantic, strict=True):
-            covered = answer_terms & frozenset(terms(text) + words(text))
-            lexical = len(covered) / len(answer_terms) if answer_terms else 0.0
-            supports.append(SentenceSupport(i, span, pair, lexical, float(sim), covered))
-        return supports
+
+def _score_sentences(table: SentenceTable, answer: str,
+                     answer_terms: frozenset[str]) -> list[SentenceSupport]:
+    if not answer.strip():
+        return []
+    supports = []
+    for (i, span, pair), found, sim in zip(table.spans, table.words, table.semantic,
+                                           strict=True):
+        covered = answer_terms & found
+        lexical = len(covered) / len(answer_terms) if answer_terms else 0.0
+        supports.append(SentenceSupport(i, span, pair, lexical, sim, covered))
+    return supports
 
 
 def _new_terms(question: str, answer: str) -> tuple[frozenset[str], bool]:

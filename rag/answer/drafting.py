@@ -8,8 +8,15 @@ what is free in it; the loop writes the rest, each fixed part as one batched rea
    logits at ``{"found":`` give P(found) (" true" against " false"); below one half the model says
    "not found" and generation stops there, so a refusal costs no decoding at all.
 2. The answer text is decoded greedily, one token a step, until an unescaped quote, an end token
-   or the token budget, and streams through ``on_delta``.
+   or the token budget, and streams through ``on_delta``. Beside it, in the same steps, the
+   model's next likeliest first tokens are each continued greedily on a sequence of their own
+   that shares the prompt's cells (``BRANCHES``): other answers the model nearly gave.
 3. ``", "cite": [`` is read in one batch; passage numbers are then chosen among valid ones only.
+
+Every answer the model could have closed is a **candidate**: the greedy answer, each branch, and
+each shorter answer the greedy one passes through where the model might have closed the string
+there (a prefix ending at a word, scored by the probability of the closing quote at that point,
+which the greedy steps' logits already hold). ``rag.decision`` chooses among them.
 
 The reply is parseable by construction; no grammar is compiled. Spans and quotes are never
 generated: the citation checker computes them afterwards.
@@ -19,14 +26,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 
 from rag.answer.layouts import AnswerPrompt, PromptPlan
 from rag.guard import NO_GUARD, Guard
 from rag.llm.engine import (
+    KvSequence,
     Logits,
     SequenceReader,
     choice_probability,
@@ -42,6 +51,24 @@ ANSWER_OPENING = ' true, "answer": "'
 CITE_OPENING = '", "cite": ['
 # The forced parts of the reply and the passage numbers, beyond the answer's own token budget.
 REPLY_TOKENS = 32
+# Other first tokens continued beside the greedy answer: at most this many, each at least this
+# likely, each at most BRANCH_TOKENS long.
+BRANCHES = 3
+BRANCH_MIN_P = 0.05
+BRANCH_TOKENS = 32
+# Shorter answers the greedy one passes through, the likeliest first.
+PREFIXES = 3
+MAX_CANDIDATES = 1 + PREFIXES + BRANCHES
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An answer the model gave or could have closed, with its probability under the model."""
+
+    text: str
+    origin: str  # "greedy", "prefix" (of the greedy answer) or "branch" (another first token)
+    logprob: float  # log-probability of its tokens, the closing quote included
+    tokens: int  # its tokens, the closing quote included
 
 
 @dataclass(frozen=True)
@@ -53,6 +80,7 @@ class Draft:
     cited: list[Chunk]  # the passages it cited, in its order
     found_probability: float  # P(" true") against P(" false") where it chose
     answer_logprob: float | None  # mean log-probability of the answer's tokens; None if none
+    candidates: list[Candidate]  # the greedy answer first; none when not found
     prompt_tokens: int
     answer_tokens: int  # tokens of the answer text, each one decode step
     completion_tokens: int  # answer and passage-number tokens the model chose
@@ -60,12 +88,28 @@ class Draft:
     decode_steps: int  # calls that read a single token
 
 
+@dataclass
+class _Writer:
+    """One answer being decoded greedily on a sequence of its own."""
+
+    seq: KvSequence
+    origin: str
+    scanner: JsonStringScanner = field(default_factory=lambda: JsonStringScanner())
+    logprobs: list[float] = field(default_factory=list)  # each token read into the answer
+    closing: list[float] = field(default_factory=list)  # log P(closing quote) before each one
+    texts: list[str] = field(default_factory=list)  # the answer's text before each token
+    done: bool = False
+    closed: bool = False  # ended by its closing quote (not by the budget or an end token)
+
+
 @dataclass(eq=False)
 class Drafter(SequenceReader):
-    """Writes the model's reply on its own KV sequence: P(found), the answer, the citations."""
+    """Writes the model's reply on its own KV sequence: P(found), the answer, the citations;
+    the branches on sequences of their own (``branch_seqs``)."""
 
     prompt: AnswerPrompt
     max_answer_tokens: int
+    branch_seqs: tuple[KvSequence, ...] = ()
 
     def __post_init__(self) -> None:
         engine = self.engine
@@ -87,7 +131,8 @@ class Drafter(SequenceReader):
     def claim(self, question: str, passages: list[Passage]) -> int:
         """The context the reply to ``question`` over ``passages`` may take, prompt included."""
         pieces = self._tokens(self.prompt.plan(question, passages))
-        return sum(map(len, pieces)) + self.max_answer_tokens + REPLY_TOKENS
+        branches = len(self.branch_seqs) * BRANCH_TOKENS  # their prompt cells are shared
+        return sum(map(len, pieces)) + self.max_answer_tokens + REPLY_TOKENS + branches
 
     def generate(self, question: str, passages: list[Passage],
                  on_delta: DeltaCallback | None = None, guard: Guard = NO_GUARD) -> Draft:
@@ -96,6 +141,7 @@ class Drafter(SequenceReader):
         pieces = self._tokens(plan)
         answer, cited, answer_tokens, cite_tokens = "", [], 0, 0
         logprobs: list[float] = []
+        candidates: list[Candidate] = []
         with self.engine.beyond(self.seq, len(self.prefix)):
             head = self._read_stored(plan, pieces, guard) + pieces[-1]
             verdict, first = self.engine.sync(self.seq, head + self._opening,
@@ -103,16 +149,21 @@ class Drafter(SequenceReader):
             p_found = choice_probability(verdict, self._true, self._false)
             found_probability = 0.5 if p_found is None else p_found
             if found_probability >= 0.5:
-                scanner, logprobs = self._answer_text(first, on_delta, guard)
+                writers = self._write(first, on_delta, guard)
+                greedy = writers[0]
+                logprobs = greedy.logprobs
                 answer_tokens = len(logprobs)
-                numbers, cite_tokens = self._cite(scanner.pending, set(plan.numbers), guard)
-                answer, cited = scanner.text().strip(), [plan.numbers[n] for n in numbers]
+                numbers, cite_tokens = self._cite(greedy.scanner.pending, set(plan.numbers),
+                                                  guard)
+                answer, cited = greedy.scanner.text().strip(), [plan.numbers[n] for n in numbers]
+                candidates = _candidates(writers)
         return Draft(
             found=found_probability >= 0.5,
             answer=answer,
             cited=cited,
             found_probability=found_probability,
             answer_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
+            candidates=candidates,
             prompt_tokens=len(head),
             answer_tokens=answer_tokens,
             completion_tokens=answer_tokens + cite_tokens,
@@ -138,25 +189,71 @@ class Drafter(SequenceReader):
             done += tokens
         return done
 
-    def _answer_text(self, logits: Logits, on_delta: DeltaCallback | None,
-                     guard: Guard) -> tuple[JsonStringScanner, list[float]]:
-        """Greedy decoding of the answer string, and the log-probability of each token read
-        into it; the token that closes it is not read."""
-        scanner = JsonStringScanner()
-        logprobs: list[float] = []
-        while len(logprobs) < self.max_answer_tokens:
-            token = int(np.argmax(logits))
-            if self.engine.is_end(token):
-                break
-            delta = scanner.feed(self.engine.piece(token))
-            if delta and on_delta:
-                on_delta(delta)
-            if scanner.closed:
-                break
-            logprobs.append(token_logprob(logits, token))
-            logits = self.engine.extend(self.seq, [token], guard=guard)[0]
-            scanner.read()
-        return scanner, logprobs
+    @cached_property
+    def _closers(self) -> npt.NDArray[np.intp]:
+        """The tokens that close the answer string: their piece starts with a quote."""
+        engine = self.engine
+        return np.array([t for t in range(engine.n_vocab) if engine.piece(t)[:1] == b'"'],
+                        dtype=np.intp)
+
+    def _write(self, logits: Logits, on_delta: DeltaCallback | None,
+               guard: Guard) -> list[_Writer]:
+        """The greedy answer (streamed through ``on_delta``) and the branches, decoded side by
+        side from the logits of the answer's first token; the greedy writer first. The token
+        that closes each answer is not read."""
+        greedy = _Writer(self.seq, "greedy")
+        writers, tokens = [greedy], [int(np.argmax(logits))]
+        for seq, token in zip(self.branch_seqs, self._branch_tokens(logits), strict=False):
+            writers.append(_Writer(seq, "branch"))
+            tokens.append(token)
+        self.engine.fork(self.seq, [w.seq for w in writers[1:]])
+        current = [logits] * len(writers)
+        try:
+            while True:
+                reads = []
+                for writer, token, row in zip(writers, tokens, current, strict=True):
+                    if not writer.done and self._feed(writer, token, row, on_delta):
+                        reads.append(writer)
+                if not reads:
+                    break
+                rows = self.engine.extend_each([(w.seq, [tokens[writers.index(w)]])
+                                                for w in reads], guard)
+                for writer, row in zip(reads, rows, strict=True):
+                    writer.scanner.read()
+                    i = writers.index(writer)
+                    current[i], tokens[i] = row, int(np.argmax(row))
+        finally:
+            self.engine.clear(*(w.seq for w in writers[1:]))
+        return writers
+
+    def _feed(self, writer: _Writer, token: int, logits: Logits,
+              on_delta: DeltaCallback | None) -> bool:
+        """Add ``token`` to ``writer``'s answer; False when the answer ends before it is read."""
+        budget = self.max_answer_tokens if writer.origin == "greedy" else BRANCH_TOKENS
+        if len(writer.logprobs) >= budget or self.engine.is_end(token):
+            writer.done = True
+            return False
+        writer.texts.append(writer.scanner.text())
+        writer.closing.append(_logsum(logits, self._closers))
+        delta = writer.scanner.feed(self.engine.piece(token))
+        if delta and on_delta and writer.origin == "greedy":
+            on_delta(delta)
+        if writer.scanner.closed:
+            writer.done = writer.closed = True
+            return False
+        writer.logprobs.append(token_logprob(logits, token))
+        return True
+
+    def _branch_tokens(self, logits: Logits) -> list[int]:
+        """The likeliest first tokens after the greedy one that start an answer (not a quote
+        or an end), each at least BRANCH_MIN_P likely."""
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        ranked = np.argsort(-probabilities)[1:BRANCHES * 4 + 1]
+        closers = set(self._closers.tolist())
+        return [int(t) for t in ranked
+                if probabilities[t] >= BRANCH_MIN_P and int(t) not in closers
+                and not self.engine.is_end(int(t))][:len(self.branch_seqs)]
 
     def _cite(self, pending: str, valid: set[int], guard: Guard) -> tuple[list[int], int]:
         """Passage numbers, digit by digit, each choice restricted to what keeps the list valid."""
@@ -196,6 +293,52 @@ class Drafter(SequenceReader):
         if set(options.values()) == {"]"}:
             return {}
         return options
+
+
+def _logsum(logits: Logits, tokens: npt.NDArray[np.intp]) -> float:
+    """log P(any of ``tokens``) at one step."""
+    top = float(logits.max())
+    total = float(np.log(np.exp(logits - top).sum()))
+    return float(np.log(np.exp(logits[tokens] - top).sum() + 1e-30)) - total
+
+
+def _candidates(writers: list[_Writer]) -> list[Candidate]:
+    """Every answer the writers give or pass through, the greedy one first, each text once."""
+    greedy, *branches = writers
+    found: list[Candidate] = []
+    if greedy.closed:
+        found.append(_whole(greedy, "greedy"))
+    elif greedy.logprobs:  # cut by the budget: it has no closing quote to score
+        found.append(Candidate(greedy.scanner.text().strip(), "greedy",
+                               sum(greedy.logprobs), len(greedy.logprobs)))
+    found += _prefixes(greedy)[:PREFIXES]
+    found += [_whole(b, "branch") for b in branches if b.closed]
+    seen: set[str] = set()
+    unique = []
+    for candidate in found:
+        key = " ".join(candidate.text.lower().split())
+        if key and key not in seen:
+            seen.add(key)
+            unique.append(candidate)
+    return unique
+
+
+def _whole(writer: _Writer, origin: str) -> Candidate:
+    return Candidate(writer.scanner.text().strip(), origin,
+                     sum(writer.logprobs) + writer.closing[-1], len(writer.logprobs) + 1)
+
+
+def _prefixes(writer: _Writer) -> list[Candidate]:
+    """Shorter answers the writer passed through: its text before each token that starts a new
+    word, closed there, likeliest first."""
+    found = []
+    texts = [*writer.texts[:len(writer.logprobs)], writer.scanner.text()]
+    for i in range(1, len(writer.logprobs)):
+        text, following = texts[i], texts[i + 1][len(texts[i]):]
+        if following[:1].isspace() or following[:1] in ",;:(":
+            logprob = sum(writer.logprobs[:i]) + writer.closing[i]
+            found.append(Candidate(text.strip().rstrip(",;:"), "prefix", logprob, i + 1))
+    return sorted(found, key=lambda c: -c.logprob)
 
 
 class JsonStringScanner:

@@ -15,11 +15,14 @@ import math
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from rag.decision.features import FEATURES, combined_confidence
-from rag.decision.policy import QUESTION_PMI, VERIFICATION, Scorer
+import numpy as np
+
+from rag.decision.features import FEATURES, combined_confidence, logit
+from rag.decision.policy import CANDIDATE_GATES, QUESTION_PMI, VERIFICATION, Policy, Scorer
 from rag.errors import SettingsError
-from rag.types import Trace
+from rag.types import CandidateTrace, Trace
 
 FITTED_DIR = Path(__file__).resolve().parent / "fitted"
 
@@ -29,8 +32,11 @@ class FoundScorer:
     name: str = "P(found)"
     measures: frozenset[str] = frozenset()
 
-    def p_right(self, trace: Trace) -> float:
+    def score(self, trace: Trace, candidate: CandidateTrace) -> float:
         return trace.found_probability or 0.0
+
+    def p_right(self, trace: Trace, candidate: CandidateTrace) -> float:
+        return self.score(trace, candidate)
 
 
 @dataclass(frozen=True)
@@ -38,17 +44,22 @@ class OddsScorer:
     name: str = "P(found) and verifier P(yes) as odds"
     measures: frozenset[str] = frozenset({VERIFICATION})
 
-    def p_right(self, trace: Trace) -> float:
-        return combined_confidence(trace.found_probability or 0.0, trace.verification or 0.0)
+    def score(self, trace: Trace, candidate: CandidateTrace) -> float:
+        return combined_confidence(trace.found_probability or 0.0, candidate.verification or 0.0)
+
+    def p_right(self, trace: Trace, candidate: CandidateTrace) -> float:
+        return self.score(trace, candidate)
 
 
 @dataclass(frozen=True)
 class LogisticScorer:
-    """P(right) = sigmoid(bias + sum of weight * feature), on the raw features (the fit
-    standardizes them and folds the scales back into the weights)."""
+    """A score sigmoid(bias + sum of weight * feature) on the raw features (the fit
+    standardizes them and folds the scales back into the weights) ranks the candidates; its
+    calibration (isotonic or Platt, fitted out of fold) turns the score into P(right)."""
 
     weights: dict[str, float]
     bias: float
+    calibration: dict[str, Any] | None = None  # None: the score is P(right)
     # What it was fitted on and how: reports, their counts, the generator and the settings.
     fitted: dict[str, object] = field(default_factory=dict)
     name: str = "fitted"
@@ -59,12 +70,17 @@ class LogisticScorer:
                  "pmi_mean": QUESTION_PMI, "pmi_min": QUESTION_PMI}
         return frozenset(needs[f] for f in self.weights if f in needs)
 
-    def p_right(self, trace: Trace) -> float:
-        z = self.bias + sum(w * FEATURES[f](trace) for f, w in self.weights.items())
+    def score(self, trace: Trace, candidate: CandidateTrace) -> float:
+        z = self.bias + sum(w * FEATURES[f](trace, candidate) for f, w in self.weights.items())
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
+    def p_right(self, trace: Trace, candidate: CandidateTrace) -> float:
+        raw = self.score(trace, candidate)
+        return raw if self.calibration is None else calibrated(self.calibration, raw)
+
     def save(self, path: Path) -> None:
-        data = {"weights": self.weights, "bias": self.bias, "fitted": self.fitted}
+        data = {"weights": self.weights, "bias": self.bias, "calibration": self.calibration,
+                "fitted": self.fitted}
         path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -76,16 +92,37 @@ class LogisticScorer:
         unknown = set(data["weights"]) - set(FEATURES)
         if unknown:
             raise SettingsError(f"{path} weighs unknown features {sorted(unknown)}")
-        return cls(weights=data["weights"], bias=data["bias"], fitted=data.get("fitted", {}),
+        return cls(weights=data["weights"], bias=data["bias"],
+                   calibration=data.get("calibration"), fitted=data.get("fitted", {}),
                    name=f"fitted:{path.stem}")
+
+
+def calibrated(calibration: dict[str, Any], raw: float) -> float:
+    """P(right) for a raw score: isotonic (a step function through fitted points, linear
+    between them) or Platt (a logistic of the score's log-odds)."""
+    if calibration["kind"] == "isotonic":
+        return float(np.interp(raw, calibration["x"], calibration["y"]))
+    if calibration["kind"] == "platt":
+        z = calibration["a"] * logit(raw) + calibration["b"]
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+    raise SettingsError(f"unknown calibration {calibration['kind']!r}")
 
 
 @dataclass(frozen=True)
 class Choice:
-    """A generator's scorer and its default operating point, chosen on tuning data."""
+    """A generator's scorer, its default operating point and the candidate gates it decides
+    behind, chosen on tuning data."""
 
     scorer: Scorer
     min_confidence: float
+    candidate_gates: tuple[str, ...] = tuple(g.name for g in CANDIDATE_GATES)
+
+    def policy(self, min_relevance: float, min_confidence: float | None = None) -> Policy:
+        """The decision: this scorer behind these gates, at ``min_confidence`` (default: the
+        chosen operating point)."""
+        gates = tuple(g for g in CANDIDATE_GATES if g.name in self.candidate_gates)
+        floor = self.min_confidence if min_confidence is None else min_confidence
+        return Policy(self.scorer, min_relevance, floor, candidate_gates=gates)
 
 
 SCORERS: dict[str, Choice] = {
@@ -103,5 +140,8 @@ def choice_for(generator: str) -> Choice:
     path = FITTED_DIR / f"{generator}.json"
     if path.is_file():
         scorer = LogisticScorer.load(path)
-        return Choice(scorer, float(scorer.fitted["min_confidence"]))  # type: ignore[arg-type]
+        fitted = scorer.fitted
+        gates = fitted.get("candidate_gates", Choice.candidate_gates)
+        return Choice(scorer, float(fitted["min_confidence"]),  # type: ignore[arg-type]
+                      tuple(gates))  # type: ignore[arg-type]
     return SCORERS.get(generator, FALLBACK)

@@ -58,6 +58,7 @@ class KvSequence:
     seq_id: int
     name: str
     tokens: list[int] = field(default_factory=list)
+    shared: int = 0  # leading tokens whose cells another sequence holds too (no cells of its own)
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,8 @@ class Engine:
 
     @property
     def used(self) -> int:
-        """Cells every sequence holds together."""
-        return sum(len(s.tokens) for s in (*self._sequences.values(), self._scratch))
+        """Cells the sequences hold together (shared cells counted once, where they were read)."""
+        return sum(len(s.tokens) - s.shared for s in (*self._sequences.values(), self._scratch))
 
     def extend(self, seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
                guard: Guard = NO_GUARD) -> list[Logits]:
@@ -168,6 +169,35 @@ class Engine:
                                  strict=True):
                 rows[start + mark] = row
         return [rows[i % len(tokens)] for i in outputs]
+
+    def extend_each(self, reads: Sequence[tuple[KvSequence, Sequence[int]]],
+                    guard: Guard = NO_GUARD) -> list[Logits]:
+        """Read each sequence's own tokens after what it holds, side by side in shared
+        ``llama_decode`` calls (a batch of candidate answers, one token each, costs about one
+        step); the logits at each sequence's last token, in order."""
+        if not reads or not all(tokens for _, tokens in reads):
+            raise ValueError("nothing to read")
+        self._check_room(sum(len(tokens) for _, tokens in reads))
+        if self.scheduler is not None:
+            rows = self.scheduler.read_many([(seq, tokens, (len(tokens) - 1,))
+                                             for seq, tokens in reads], guard)
+            return [row[len(tokens) - 1] for row, (_, tokens) in zip(rows, reads, strict=True)]
+        found: list[Logits] = []
+        for batch in _batches([list(tokens) for _, tokens in reads], self.n_batch):
+            guard.check()
+            parts: list[Part] = [(reads[i][0], tokens, (len(tokens) - 1,))
+                                 for i, tokens in batch]
+            found += [rows[0] for rows in self._decode_parts(parts)]
+        return found
+
+    def fork(self, source: KvSequence, targets: Sequence[KvSequence]) -> None:
+        """Make each target hold what ``source`` holds, its cells shared, not read again."""
+        for target in targets:
+            self.share(source, target, len(source.tokens))
+
+    def clear(self, *sequences: KvSequence) -> None:
+        for seq in sequences:
+            self.truncate(seq, 0)
 
     def sync(self, seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
              guard: Guard = NO_GUARD) -> list[Logits]:
@@ -194,6 +224,7 @@ class Engine:
             with self._llama:
                 self._lib.llama_memory_seq_rm(self._memory, seq.seq_id, length, -1)
             del seq.tokens[length:]
+            seq.shared = min(seq.shared, length)
 
     def share(self, source: KvSequence, target: KvSequence, length: int) -> None:
         """Make ``target`` hold the first ``length`` tokens of ``source``: their cells are
@@ -202,6 +233,7 @@ class Engine:
             self._lib.llama_memory_seq_rm(self._memory, target.seq_id, -1, -1)
             self._lib.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, 0, length)
         target.tokens = list(source.tokens[:length])
+        target.shared = length
 
     def save(self, seq: KvSequence, path: Path) -> None:
         array = (self._lib.llama_token * len(seq.tokens))(*seq.tokens)
@@ -237,7 +269,7 @@ class Engine:
                 self.extend(self._scratch, tokens, guard=guard)
                 with self._llama:
                     self._lib.llama_memory_seq_rm(self._memory, self._scratch.seq_id, 0, after)
-                self._scratch.tokens = list(tokens)
+                self._scratch.tokens, self._scratch.shared = list(tokens), 0
                 self.save(self._scratch, path)
             finally:
                 self._clear_scratch()
@@ -319,7 +351,7 @@ class Engine:
     def _clear_scratch(self) -> None:
         with self._llama:
             self._lib.llama_memory_seq_rm(self._memory, self._scratch.seq_id, -1, -1)
-        self._scratch.tokens = []
+        self._scratch.tokens, self._scratch.shared = [], 0
 
     def _logits(self, row: int) -> Logits:
         pointer = self._lib.llama_get_logits_ith(self._ctx, row)
@@ -359,6 +391,21 @@ def shared_prefix(engine: Engine, first: list[dict[str, str]],
 def first_token_ids(engine: Engine, words: tuple[str, ...]) -> list[int]:
     """The ids of the first token of each word, for reading a choice off the logits."""
     return sorted({engine.tokenize(w)[0] for w in words})
+
+
+def _batches(reads: list[list[int]], size: int) -> Iterator[list[tuple[int, list[int]]]]:
+    """The reads (index, tokens) grouped in order into batches of at most ``size`` tokens; a
+    read longer than ``size`` is refused (a candidate's read is a few tokens)."""
+    batch: list[tuple[int, list[int]]] = []
+    for i, tokens in enumerate(reads):
+        if len(tokens) > size:
+            raise ValueError(f"a read of {len(tokens)} tokens does not fit one batch of {size}")
+        if sum(len(t) for _, t in batch) + len(tokens) > size:
+            yield batch
+            batch = []
+        batch.append((i, tokens))
+    if batch:
+        yield batch
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

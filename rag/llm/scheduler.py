@@ -85,20 +85,29 @@ class Scheduler:
              guard: Guard) -> dict[int, Logits]:
         """Read ``tokens`` after what ``seq`` holds in the steps to come; the logits at
         ``wanted``. A cancelled or overdue request is withdrawn before its next step."""
+        return self.read_many([(seq, tokens, wanted)], guard)[0]
+
+    def read_many(self, parts: Sequence[tuple[object, Sequence[int], Sequence[int]]],
+                  guard: Guard) -> list[dict[int, Logits]]:
+        """``read`` of several sequences of one request at once (candidate answers side by
+        side): they arrive together, so they share the steps to come."""
         guard.check()
         with self._cond:
-            read = Read(seq, list(tokens), tuple(wanted), next(self._order), self.stats.steps)
-            self._pending.append(read)
+            reads = [Read(seq, list(tokens), tuple(wanted), next(self._order), self.stats.steps)
+                     for seq, tokens, wanted in parts]
+            self._pending.extend(reads)
             self._cond.notify_all()
-        while not read.finished.wait(WAKE_S):
-            try:
-                guard.check()
-            except Exception:
-                if self._withdraw(read):
-                    raise
-        if read.error is not None:
-            raise read.error
-        return read.rows
+        for read in reads:
+            while not read.finished.wait(WAKE_S):
+                try:
+                    guard.check()
+                except Exception:
+                    if all([self._withdraw(r) for r in reads if not r.finished.is_set()]):
+                        raise
+        for read in reads:
+            if read.error is not None:
+                raise read.error
+        return [read.rows for read in reads]
 
     def close(self) -> None:
         with self._cond:
@@ -113,7 +122,8 @@ class Scheduler:
         with self._cond:
             if read.in_step or read.finished.is_set():
                 return False
-            self._pending.remove(read)
+            if read in self._pending:
+                self._pending.remove(read)
             return True
 
     def _loop(self) -> None:
