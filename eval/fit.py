@@ -438,6 +438,9 @@ def cmd_levers(paths: list[Path]) -> list[dict[str, Any]]:
                "documents": {n: _summary(i, threshold) for n, i in held.items()}}
         print(json.dumps({"variant": variant.name, **row["pooled"]}))
         table.append(row)
+    out = {"commit": commit(), "date": _today(), "documents": [d.name for d in docs],
+           "variants": table}
+    (RESULTS / "levers.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return table
 
 
@@ -453,7 +456,9 @@ def _summary(items: list[Scored], t: float) -> dict[str, Any]:
 
 def cmd_curves(name: str, paths: list[Path], scorer_path: Path | None = None) -> None:
     """A scorer on each report, at its own operating point: the committed one, or the one
-    saved at ``scorer_path`` (another commit's, for a before-and-after table)."""
+    saved at ``scorer_path`` (an earlier commit's, for a before-and-after table), which decides
+    the greedy draft alone, as that commit did: the decision before candidates, replayed on
+    this run's drafts."""
     choice = choice_for(_model(paths))
     if scorer_path is not None:
         loaded = LogisticScorer.load(scorer_path)
@@ -463,7 +468,8 @@ def cmd_curves(name: str, paths: list[Path], scorer_path: Path | None = None) ->
     out: dict[str, Any] = {"commit": commit(), "date": _today(), "scorer": choice.scorer.name,
                            "operating_point": choice.min_confidence, "reports": {}}
     for path in paths:
-        items = decided(load_rows(read_report(path)), choice.scorer, policy)
+        items = decided(load_rows(read_report(path)), choice.scorer, policy,
+                        greedy_only=scorer_path is not None)
         curve, area = risk_coverage(items)
         error, bins = ece(items)
         out["reports"][path.name.split(".json")[0]] = {
@@ -475,12 +481,15 @@ def cmd_curves(name: str, paths: list[Path], scorer_path: Path | None = None) ->
                                                   encoding="utf-8")
 
 
-def decided(rows: list[Row], scorer: Scorer, policy: Policy) -> list[Scored]:
-    """The rows as ``policy`` decides them (the confidence of the candidate it chooses)."""
+def decided(rows: list[Row], scorer: Scorer, policy: Policy,
+            greedy_only: bool = False) -> list[Scored]:
+    """The rows as ``policy`` decides them (the confidence of the candidate it chooses), among
+    every candidate or the greedy draft alone."""
     found = []
     for row in rows:
-        verdict = policy.with_min_confidence(0.0).verdict(row.trace) if row.trace.drafted \
-            else None
+        trace = replace(row.trace, candidates=row.trace.candidates[:1]) if greedy_only \
+            else row.trace
+        verdict = policy.with_min_confidence(0.0).verdict(trace) if trace.drafted else None
         chosen = None if verdict is None or verdict.refused else verdict.chosen
         p = None if chosen is None else scorer.p_right(row.trace, row.trace.candidates[chosen])
         found.append(Scored(row.answerable, row.kind, p,
