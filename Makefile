@@ -40,7 +40,7 @@ SEALED_DOCS  := $(basename $(notdir $(wildcard eval/gold/sealed/*.jsonl)))
 FIT_REPORTS  := $(REPORTS)/article-tune-default.json $(REPORTS)/article-tune2-default.json \
 	$(foreach doc,$(FIT_DOCS),$(REPORTS)/docs-$(doc)-default.json)
 
-.PHONY: install llama-rebuild models index run chat serve test lint unit gate gate-default eval eval-squad eval-docs eval-sealed lodo levers fit bench bench-quick clean browser
+.PHONY: install llama-rebuild models index run chat serve test lint unit gate gate-default eval eval-squad eval-docs eval-sealed lodo levers fit soak bench bench-quick clean browser
 
 # Ends with `rag doctor`: each model runs once in a child process on this build and CPU.
 install: $(STAMP) models
@@ -195,6 +195,11 @@ fit: install
 		gzip -nc $$report > $(RESULTS)/fit/$$(basename $$report).gz || exit 1; \
 	done
 	$(BIN)/python -m eval.fit fit $(FIT_COPIES)
+
+# The long load test (96 questions from 32 clients on a real service): minutes, so not in
+# `make test`, which runs its one-round check.
+soak: install
+	$(BIN)/pytest -m soak tests/test_load.py
 
 # Benchmarks print a table and write bench/results/latest.json (full: under 30 min; quick: minutes).
 bench: install

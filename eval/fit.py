@@ -45,6 +45,7 @@ from eval.runner import commit
 from rag.decision.features import FEATURES, logit
 from rag.decision.policy import CANDIDATE_GATES, Policy, Scorer
 from rag.decision.scorers import FITTED_DIR, LogisticScorer, calibrated, choice_for
+from rag.decision.scorers import Choice as ScorerChoice
 from rag.settings import PROJECT_ROOT, Settings
 from rag.types import Trace
 
@@ -88,8 +89,13 @@ class Variant:
                                                      if g.name in self.gates))
 
 
-# The levers the committed scorer uses (cmd_levers and docs/evaluation.md say why).
-CHOSEN = Variant("chosen", ("odds_logit",))
+# The levers the committed scorer uses, chosen on the fit documents left out one at a time
+# (cmd_levers, 2026-12-06; docs/evaluation.md): the candidates with the odds, the model's
+# probabilities and the candidates' agreement, behind every rule gate (pooled left-out area 0.812,
+# ECE 0.043). Adding support and question PMI gave +0.000; every group with the rule gates as
+# features +0.010, and with Platt scaling +0.019 (ECE 0.025) at the same coverage at the operating
+# point, for twice the features and a read of the question per answer (question PMI).
+CHOSEN = Variant("chosen", LEVERS["odds"] + LEVERS["model probability"] + LEVERS["agreement"])
 
 
 @dataclass(frozen=True)
@@ -285,7 +291,8 @@ def at_threshold(items: list[Scored], t: float) -> dict[str, Any]:
                                   sum(s.tempting for s in items)),
         "absent_refused": _rate(sum(s.kind == "absent" for s, a in pairs if not a),
                                 sum(s.kind == "absent" for s in items)),
-        "accuracy": _rate(sum(s.right if s.answerable else not a for s, a in pairs), len(items)),
+        "accuracy": _rate(sum(s.right and a if s.answerable else not a for s, a in pairs),
+                          len(items)),
         "recall_at_4": _rate(sum(bool(s.retrieved) for s in answerable), len(answerable)),
     }
 
@@ -454,31 +461,99 @@ def _summary(items: list[Scored], t: float) -> dict[str, Any]:
             "area": round(risk_coverage(items)[1], 4), "ece": round(ece(items)[0], 4)}
 
 
+def earlier_choice(scorer_path: Path) -> ScorerChoice:
+    """An earlier commit's saved scorer at its own operating point (it decides the greedy
+    draft alone, as that commit did)."""
+    loaded = LogisticScorer.load(scorer_path)
+    return ScorerChoice(loaded, float(loaded.fitted["min_confidence"]))  # type: ignore[arg-type]
+
+
 def cmd_curves(name: str, paths: list[Path], scorer_path: Path | None = None) -> None:
     """A scorer on each report, at its own operating point: the committed one, or the one
-    saved at ``scorer_path`` (an earlier commit's, for a before-and-after table), which decides
-    the greedy draft alone, as that commit did: the decision before candidates, replayed on
-    this run's drafts."""
-    choice = choice_for(_model(paths))
-    if scorer_path is not None:
-        loaded = LogisticScorer.load(scorer_path)
-        choice = replace(choice, scorer=loaded,
-                         min_confidence=float(loaded.fitted["min_confidence"]))  # type: ignore[arg-type]
+    saved at ``scorer_path`` (``earlier_choice``: the decision before candidates, replayed on
+    this run's greedy drafts, for a before-and-after table)."""
+    choice = choice_for(_model(paths)) if scorer_path is None else earlier_choice(scorer_path)
     policy = choice.policy(Settings().min_relevance)
     out: dict[str, Any] = {"commit": commit(), "date": _today(), "scorer": choice.scorer.name,
                            "operating_point": choice.min_confidence, "reports": {}}
     for path in paths:
+        report = path.name.split(".json")[0]
         items = decided(load_rows(read_report(path)), choice.scorer, policy,
                         greedy_only=scorer_path is not None)
         curve, area = risk_coverage(items)
         error, bins = ece(items)
-        out["reports"][path.name.split(".json")[0]] = {
+        out["reports"][report] = {
             "at_operating_point": at_threshold(items, choice.min_confidence),
             "ece": round(error, 4), "area": round(area, 4), "reliability": bins}
-        plot(path.name.split(".json")[0], curve, bins,
-             RESULTS / f"{path.name.split('.json')[0]}-curves")
+        plot(report, curve, bins, RESULTS / f"{name}-{report}-curves")
     (RESULTS / f"{name}-curves.json").write_text(json.dumps(out, indent=1) + "\n",
                                                   encoding="utf-8")
+
+
+def cmd_table(fit_paths: list[Path], sealed_paths: list[Path], before: Path) -> dict[str, Any]:
+    """Per document, before and after: the fit documents left out (fitted without each), the
+    sealed ones under the committed scorer; before, ``earlier_choice(before)`` on the same
+    drafts. Written to eval/results/documents.json and printed as a markdown table."""
+    chosen = plan(fit_paths)
+    committed = choice_for(chosen.model)
+    old = earlier_choice(before)
+    min_relevance = Settings().min_relevance
+    old_policy = old.policy(min_relevance)
+    table: dict[str, Any] = {}
+    for split, docs in (("fit", chosen.docs), ("sealed", documents(sealed_paths))):
+        for doc in docs:
+            after = chosen.held_out[doc.name] if split == "fit" else decided(
+                doc.rows, committed.scorer, committed.policy(min_relevance))
+            table[doc.name] = {
+                "split": split,
+                "before": _cell(decided(doc.rows, old.scorer, old_policy, greedy_only=True),
+                                old.min_confidence),
+                "after": _cell(after, chosen.threshold if split == "fit"
+                               else committed.min_confidence)}
+    sealed = [s for doc in documents(sealed_paths)
+              for s in decided(doc.rows, committed.scorer, committed.policy(min_relevance))]
+    out: dict[str, Any] = {"commit": commit(), "date": _today(), "before": before.name,
+                           "documents": table,
+                           "strictness_sealed": strictness(sealed, committed.min_confidence)}
+    (RESULTS / "documents.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    print("| document | split | drafts right | answered precision | coverage | tempting "
+          "refused | absent refused | ECE |\n|---|---|---|---|---|---|---|---|")
+    for name, row in table.items():
+        cells = [" → ".join(_count(row[w][m]) for w in ("before", "after"))
+                 for m in ("drafts_right", "answered_precision", "answerable_coverage",
+                           "tempting_refused", "absent_refused")]
+        ece_cell = f"{row['before']['ece']:.3f} → {row['after']['ece']:.3f}"
+        print(f"| {name} | {row['split']} | {' | '.join(cells)} | {ece_cell} |")
+    print("\n| min_confidence | answered precision | answerable coverage | tempting refused | "
+          "absent refused |\n|---|---|---|---|---|")
+    for point in out["strictness_sealed"]:
+        cells = [fmt(point[m]) for m in ("answered_precision", "answerable_coverage",
+                                         "tempting_refused", "absent_refused")]
+        print(f"| {point['min_confidence']}{' (default)' if point['default'] else ''} | "
+              f"{' | '.join(cells)} |")
+    return out
+
+
+def strictness(items: list[Scored], default: float) -> list[dict[str, Any]]:
+    """What each operating point buys on ``items``: answered precision, answerable coverage and
+    unanswerable questions refused, from answering everything to answering only the surest."""
+    points = sorted({0.0, 0.2, 0.4, 0.6, 0.8, round(default, 4)})
+    found = []
+    for t in points:
+        at = at_threshold(items, t)
+        found.append({"min_confidence": t, "default": t == round(default, 4),
+                      **{k: at[k] for k in ("answered_precision", "answerable_coverage",
+                                            "tempting_refused", "absent_refused", "accuracy")}})
+    return found
+
+
+def _cell(items: list[Scored], t: float) -> dict[str, Any]:
+    return {**at_threshold(items, t), "ece": round(ece(items)[0], 4)}
+
+
+def _count(rate: dict[str, Any]) -> str:
+    k, n = rate["count"]
+    return f"{k}/{n}" if n else "–"
 
 
 def decided(rows: list[Row], scorer: Scorer, policy: Policy,
@@ -543,9 +618,13 @@ def _today() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.fit", description=__doc__)
     actions = parser.add_subparsers(dest="action", required=True)
-    for action in ("fit", "lodo", "levers", "curves"):
+    for action in ("fit", "lodo", "levers", "curves", "table"):
         sub = actions.add_parser(action)
         sub.add_argument("reports", nargs="+", type=Path)
+        if action == "table":
+            sub.add_argument("--sealed", nargs="+", type=Path, required=True)
+            sub.add_argument("--before", type=Path, required=True,
+                             help="an earlier commit's saved scorer")
         if action == "fit":
             sub.add_argument("--out", type=Path)
         if action == "curves":
@@ -558,6 +637,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd_lodo(args.reports)
     elif args.action == "levers":
         cmd_levers(args.reports)
+    elif args.action == "table":
+        cmd_table(args.reports, args.sealed, args.before)
     else:
         cmd_curves(args.name, args.reports, args.scorer)
     sys.stdout.flush()
