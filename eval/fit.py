@@ -504,7 +504,9 @@ def cmd_table(fit_paths: list[Path], sealed_paths: list[Path], before: Path) -> 
         for doc in docs:
             after = chosen.held_out[doc.name] if split == "fit" else decided(
                 doc.rows, committed.scorer, committed.policy(min_relevance))
-            table[doc.name] = {
+            # The article is a fit document and has a sealed split: the two rows stay apart.
+            name = f"{doc.name} (sealed split)" if doc.name in table else doc.name
+            table[name] = {
                 "split": split,
                 "before": _cell(decided(doc.rows, old.scorer, old_policy, greedy_only=True),
                                 old.min_confidence),
