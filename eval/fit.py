@@ -516,7 +516,10 @@ def cmd_table(fit_paths: list[Path], sealed_paths: list[Path], before: Path) -> 
               for s in decided(doc.rows, committed.scorer, committed.policy(min_relevance))]
     out: dict[str, Any] = {"commit": commit(), "date": _today(), "before": before.name,
                            "documents": table,
-                           "strictness_sealed": strictness(sealed, committed.min_confidence)}
+                           "strictness_sealed": strictness(sealed, committed.min_confidence),
+                           "ece_sealed_pooled": round(ece(sealed)[0], 4),
+                           "ece_fit_pooled_left_out": round(ece(
+                               [s for items in chosen.held_out.values() for s in items])[0], 4)}
     (RESULTS / "documents.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print("| document | split | drafts right | answered precision | coverage | tempting "
           "refused | absent refused | ECE |\n|---|---|---|---|---|---|---|---|")
@@ -592,7 +595,7 @@ def plot(title: str, curve: list[tuple[float, float, float]],
               xlim=(0, 1), ylim=(0, 1))
     figure.tight_layout()
     stem.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(stem.with_suffix(".png"), dpi=80)
+    figure.savefig(stem.parent / f"{stem.name}.png", dpi=80)  # names hold dots (whatsnew-3.1)
     plt.close(figure)
 
 
