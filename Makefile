@@ -106,7 +106,7 @@ unit: install $(RAY) $(BROWSER_STAMP)
 	$(BIN)/pytest
 
 # The quality gates of every CI run (eval/thresholds.toml), each on the article's tuning split:
-# the default model against the project's floors [default], the small model against [small].
+# the default model against [default], the small model against [small] (bounds from committed runs).
 gate: install
 	$(EVAL) --llm small --gold $(GOLD) --docs $(CORPUS) --check \
 		--json $(REPORTS)/article-tune-small.json --markdown $(REPORTS)/article-tune-small.md

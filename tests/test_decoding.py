@@ -82,14 +82,19 @@ def test_each_forced_segment_is_one_decode_call(pipeline: Pipeline) -> None:
     saved = list(seq.tokens)
     with recording(engine) as recorded:
         draft = drafter.generate(QUESTION, pipeline.retriever.search(QUESTION, 4))
-    calls = [(len(call.tokens), len(call.outputs)) for call in recorded]
+    reads = [call for call in recorded if call.tokens or call.side]  # a fork reads nothing
+    calls = [(len(call.tokens), len(call.outputs)) for call in reads if not call.side]
+    # Candidate answers decoded side by side: one call per step, a token per sequence.
+    side = [sum(len(tokens) for _, _, tokens in call.side) for call in reads if call.side]
     batched = [c for c in calls if c[0] > 1]
     singles = [c for c in calls if c[0] == 1]
     # the question with '{"found": true, "answer": "' (two outputs: verdict and first token),
-    # then '", "cite": [' ; every other call is one token the model chose (answer text, digits)
+    # then '", "cite": [' ; every other call is the tokens the model chose (answer text, digits)
     assert len(batched) >= 2 and batched[0][1] == 2 and batched[1][1] == 1
-    assert draft.decode_calls == len(calls) and draft.decode_steps == len(singles)
-    assert draft.answer_tokens <= len(singles) <= draft.answer_tokens + 2 * len(draft.cited)
+    assert draft.decode_calls == len(reads)
+    assert draft.decode_steps == len(singles) + side.count(1)
+    assert draft.answer_tokens <= len(singles) + len(side)
+    assert len(singles) <= draft.answer_tokens + 2 * len(draft.cited)
     segment = engine.tokenize(" one two three four five six seven eight nine ten")
     before = engine.stats.calls
     engine.extend(seq, segment)
