@@ -67,8 +67,8 @@ def test_eval_of_another_document_writes_every_metric(
     assert data["retrieval_recall_at_k"] == 1.0
     assert data["answer_str_em"] >= 2 / 3
     row = data["per_question"][0]
-    assert set(row["pass"]) == {"answer_em", "answer_str_em", "refusal", "citation_precision",
-                                "citation_recall", "retrieval"}
+    assert set(row["pass"]) == {"answer_strict", "answer_em", "answer_str_em", "refusal",
+                                "citation_precision", "citation_recall", "retrieval"}
     assert markdown.read_text().startswith("# Eval report")
     assert "| answer_str_em |" in result.stdout
 
