@@ -209,13 +209,13 @@ def _draft_as_candidate(data: dict[str, Any]) -> list[CandidateTrace]:
     if not data.get("draft"):
         return []
     tokens = int(data.get("answer_tokens") or 0)
-    spans = [(str(s), int(a), int(b)) for s, a, b in data.get("support_citations", [])]
-    return [CandidateTrace(
-        text=data["draft"], origin="greedy",
-        logprob=float(data.get("answer_logprob") or 0.0) * tokens, tokens=tokens,
-        evidence=data.get("evidence", ""), best_support=data.get("best_support", 0.0),
-        support_citations=spans, echoes_question=data.get("echoes_question", False),
-        verification=data.get("verification"))]
+    return [CandidateTrace.from_dict({
+        "text": data["draft"], "origin": "greedy",
+        "logprob": float(data.get("answer_logprob") or 0.0) * tokens, "tokens": tokens,
+        "evidence": data.get("evidence", ""), "best_support": data.get("best_support", 0.0),
+        "support_citations": data.get("support_citations", []),
+        "echoes_question": data.get("echoes_question", False),
+        "verification": data.get("verification")})]
 
 
 @dataclass(frozen=True)
