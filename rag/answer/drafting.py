@@ -41,6 +41,7 @@ from rag.llm.engine import (
     choice_probability,
     first_token_ids,
     token_logprob,
+    tokens_logprob,
 )
 from rag.types import Chunk, Passage
 
@@ -234,7 +235,7 @@ class Drafter(SequenceReader):
             writer.done = True
             return False
         writer.texts.append(writer.scanner.text())
-        writer.closing.append(_logsum(logits, self._closers))
+        writer.closing.append(tokens_logprob(logits, self._closers))
         delta = writer.scanner.feed(self.engine.piece(token))
         if delta and on_delta and writer.origin == "greedy":
             on_delta(delta)
@@ -293,13 +294,6 @@ class Drafter(SequenceReader):
         if set(options.values()) == {"]"}:
             return {}
         return options
-
-
-def _logsum(logits: Logits, tokens: npt.NDArray[np.intp]) -> float:
-    """log P(any of ``tokens``) at one step."""
-    top = float(logits.max())
-    total = float(np.log(np.exp(logits - top).sum()))
-    return float(np.log(np.exp(logits[tokens] - top).sum() + 1e-30)) - total
 
 
 def _candidates(writers: list[_Writer]) -> list[Candidate]:

@@ -380,6 +380,13 @@ def token_logprob(logits: Logits, token: int) -> float:
     return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
 
 
+def tokens_logprob(logits: Logits, tokens: npt.NDArray[np.intp]) -> float:
+    """log P(any of ``tokens``) at one step (a JSON string's closing quote has several)."""
+    top = float(logits.max())
+    total = float(np.log(np.exp(logits - top).sum()))
+    return float(np.log(np.exp(logits[tokens] - top).sum() + 1e-30)) - total
+
+
 def shared_prefix(engine: Engine, first: list[dict[str, str]],
                   second: list[dict[str, str]]) -> list[int]:
     """The tokens two chat prompts start with: rendered with fields that differ everywhere they
