@@ -90,4 +90,4 @@ def test_gate_fails_when_quality_drops(
                       extra_env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "quality gate FAILED" in result.stderr
-    assert "answer_str_em" in result.stderr
+    assert "answer_strict" in result.stderr
