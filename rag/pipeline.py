@@ -75,7 +75,7 @@ class Pipeline:
         started = time.perf_counter()
         asked = self.resolver.standalone(question.text, question.history, guard)
         rewritten = time.perf_counter()
-        passages, dropped = self._retrieve(asked, question.top_k)
+        passages, dropped = self.passages(asked, question.top_k)
         retrieved = time.perf_counter()
         if on_passages:
             on_passages(passages)
@@ -102,7 +102,7 @@ class Pipeline:
                             total_s=done - started),
         )
 
-    def _retrieve(self, question: str, top_k: int) -> tuple[list[Passage], list[Passage]]:
+    def passages(self, question: str, top_k: int) -> tuple[list[Passage], list[Passage]]:
         """The best passages that fit the context beside everything else this question needs."""
         others = [self.resolver.claim()]
         if self.verifier is not None:

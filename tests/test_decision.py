@@ -108,6 +108,19 @@ def test_the_candidate_rated_highest_that_no_gate_rules_out_is_chosen() -> None:
     assert ODDS.verdict(gated).reason.startswith("no support")
 
 
+def test_a_scorer_that_cannot_rank_candidates_decides_on_the_greedy_answer_alone() -> None:
+    """P(found) is one number per question: had it chosen among candidates, a gate refusing
+    the greedy answer would only hand the question to whichever other candidate it spared."""
+    unsupported = replace(NAGOYA, support_citations=[])
+    branch = replace(NAGOYA, text="Tokyo", origin="branch")
+    found = Policy(FoundScorer(), min_relevance=0.05, min_confidence=0.0)
+    gated = replace(ANSWERED, candidates=[unsupported, branch])
+    assert found.eligible(gated) == [] and ODDS.eligible(gated) == [1]
+    assert found.verdict(gated).reason.startswith("no support")
+    assert not ODDS.verdict(gated).refused
+    assert found.verdict(replace(ANSWERED, candidates=[NAGOYA, branch])).chosen == 0
+
+
 def test_the_operating_point_is_the_request_s_own_when_given() -> None:
     confidence = combined_confidence(0.97, 0.95)
     strict = ODDS.with_min_confidence(0.999)

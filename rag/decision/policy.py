@@ -44,6 +44,11 @@ class Scorer(Protocol):
     def measures(self) -> frozenset[str]:
         """What it reads beyond the draft: VERIFICATION, QUESTION_PMI."""
 
+    @property
+    def ranks_candidates(self) -> bool:
+        """Whether its score tells one candidate from another; when not, only the greedy
+        answer is eligible (a trace-level score would pick any candidate a gate spared)."""
+
     def score(self, trace: Trace, candidate: CandidateTrace) -> float:
         """What the candidates are ranked by (P(right) before its calibration)."""
 
@@ -137,8 +142,10 @@ class Policy:
         return None
 
     def eligible(self, trace: Trace) -> list[int]:
-        """The candidates no candidate gate rules out, by index."""
-        return [i for i, c in enumerate(trace.candidates) if self.ruled_out(trace, c) is None]
+        """The candidates no candidate gate rules out, by index (only the greedy one when the
+        scorer cannot rank them)."""
+        considered = trace.candidates if self.scorer.ranks_candidates else trace.candidates[:1]
+        return [i for i, c in enumerate(considered) if self.ruled_out(trace, c) is None]
 
     def decide(self, trace: Trace, stage: Stage) -> Verdict:
         """The verdict once ``stage`` is known; the earlier stages have passed already."""

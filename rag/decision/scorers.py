@@ -31,6 +31,7 @@ FITTED_DIR = Path(__file__).resolve().parent / "fitted"
 class FoundScorer:
     name: str = "P(found)"
     measures: frozenset[str] = frozenset()
+    ranks_candidates: bool = False  # P(found) is one number per question
 
     def score(self, trace: Trace, candidate: CandidateTrace) -> float:
         return trace.found_probability or 0.0
@@ -43,6 +44,7 @@ class FoundScorer:
 class OddsScorer:
     name: str = "P(found) and verifier P(yes) as odds"
     measures: frozenset[str] = frozenset({VERIFICATION})
+    ranks_candidates: bool = True
 
     def score(self, trace: Trace, candidate: CandidateTrace) -> float:
         return combined_confidence(trace.found_probability or 0.0, candidate.verification or 0.0)
@@ -63,6 +65,7 @@ class LogisticScorer:
     # What it was fitted on and how: reports, their counts, the generator and the settings.
     fitted: dict[str, object] = field(default_factory=dict)
     name: str = "fitted"
+    ranks_candidates: bool = True
 
     @property
     def measures(self) -> frozenset[str]:
