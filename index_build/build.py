@@ -216,10 +216,11 @@ def _build(
     documents = [d.document for d in indexed]
     chunks = [c for d in indexed for c in d.chunks]
     vectors = np.ascontiguousarray(np.vstack([d.vectors for d in indexed]), dtype=np.float32)
+    span_vectors = np.vstack([d.span_vectors for d in indexed])
     names = {source.doc_id: source.name for source, _ in corpus.files if source.name}
     manifest = _manifest(settings, engine.name, indexed, processed.documents, current, started,
                          names)
-    write_index(settings.index_dir, manifest, documents, chunks, vectors)
+    write_index(settings.index_dir, manifest, documents, chunks, vectors, span_vectors)
     return BuildResult("built", manifest, settings.index_dir)
 
 
@@ -316,10 +317,10 @@ def _reused(
         document = stored.documents[doc_id]
         if doc_id in files:
             document = replace(document, path=str(files[doc_id].path))
-        own = rows.get(doc_id, [])
-        reused.append(
-            IndexedDocument(document, [stored.chunks[r] for r in own], stored.vectors[own])
-        )
+        chunks = [stored.chunks[r] for r in rows.get(doc_id, [])]
+        spans = [stored.spans.of_chunk(c) for c in chunks]
+        reused.append(IndexedDocument(document, chunks, stored.vectors[rows.get(doc_id, [])],
+                                      np.vstack([s for s in spans if s is not None])))
     return reused
 
 

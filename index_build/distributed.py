@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from index_build.embedding import embed_chunks, split_vectors
+from index_build.embedding import embed_chunks, embed_spans, span_counts
 from index_build.processing import IndexedDocument, Processed, read_and_chunk
 from index_build.reading import SourceFile
 from rag.errors import InputError
-from rag.retrieval.embedder import Embedder
+from rag.retrieval.embedder import Embedder, split_rows
 from rag.retrieval.store import (
     chunk_from_record,
     chunk_record,
@@ -117,13 +117,16 @@ class ChunkEmbedder:
             embed_chunks(chunks, self.embedder, progress=False) if chunks
             else np.empty((0, self.embedder.dim), dtype=np.float32)
         )
-        shares = split_vectors(vectors, [len(row_chunks) for row_chunks in per_row])
+        shares = split_rows(vectors, [len(row_chunks) for row_chunks in per_row])
+        spans = split_rows(embed_spans(chunks, self.embedder, progress=False),
+                              [span_counts(row_chunks) for row_chunks in per_row])
         return pa.table({
             "document": [row["document"] for row in rows],
             "chunks": [row["chunks"] for row in rows],
             "error": [row["error"] for row in rows],
             # Raw float32 bytes: exact, and no variable-shaped tensor columns to agree on.
             "vectors": pa.array([share.tobytes() for share in shares], type=pa.binary()),
+            "span_vectors": pa.array([share.tobytes() for share in spans], type=pa.binary()),
         })
 
 
@@ -139,8 +142,10 @@ def _collect(rows: Iterator[dict[str, Any]]) -> Processed:
             continue
         chunks = _chunks(row)
         vectors = np.frombuffer(row["vectors"], dtype=np.float32).reshape(len(chunks), -1)
+        spans = np.frombuffer(row["span_vectors"], dtype=np.float32).reshape(
+            -1, vectors.shape[1])
         document = document_from_record(json.loads(row["document"]))
-        documents.append(IndexedDocument(document, chunks, vectors))
+        documents.append(IndexedDocument(document, chunks, vectors, spans))
     return Processed(documents, failures)
 
 

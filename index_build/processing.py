@@ -10,20 +10,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from index_build.chunking import chunk_document
-from index_build.embedding import embed_chunks, split_vectors
+from index_build.embedding import embed_chunks, embed_spans, span_counts
 from index_build.reading import SourceFile, read_document
 from rag.errors import InputError
-from rag.retrieval.embedder import Embedder, Vectors
+from rag.retrieval.embedder import Embedder, Vectors, split_rows
 from rag.types import Chunk, Document
 
 
 @dataclass(frozen=True)
 class IndexedDocument:
-    """A document with its chunks and their vectors: row i of ``vectors`` embeds ``chunks[i]``."""
+    """A document with its chunks and their vectors: row i of ``vectors`` embeds ``chunks[i]``;
+    ``span_vectors`` embeds each chunk's quotable spans (``Chunk.spans``), chunk after chunk."""
 
     document: Document
     chunks: list[Chunk]
     vectors: Vectors
+    span_vectors: Vectors
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ def process_locally(
             failures.append(str(exc))
     if failures or not read:
         return Processed([], failures)
-    vectors = embed_chunks([c for _, chunks in read for c in chunks], embedder(), progress)
-    shares = split_vectors(vectors, [len(chunks) for _, chunks in read])
-    return Processed(
-        [IndexedDocument(d, chunks, v) for (d, chunks), v in zip(read, shares, strict=True)], []
-    )
+    model = embedder()
+    every = [c for _, chunks in read for c in chunks]
+    shares = split_rows(embed_chunks(every, model, progress), [len(c) for _, c in read])
+    spans = split_rows(embed_spans(every, model, progress), [span_counts(c) for _, c in read])
+    return Processed([IndexedDocument(d, chunks, v, s) for (d, chunks), v, s
+                      in zip(read, shares, spans, strict=True)], [])

@@ -87,6 +87,7 @@ def write_index(
     documents: list[Document],
     chunks: list[Chunk],
     vectors: Vectors,
+    span_vectors: Vectors,
 ) -> Path:
     """Write a complete build beside ``index_dir`` and swap it in; returns the build folder.
     The caller holds the build lock."""
@@ -96,7 +97,7 @@ def write_index(
     staging = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}-", suffix=".tmp", dir=parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; an index is meant to be shared
-        _write_files(staging, manifest, documents, chunks, vectors)
+        _write_files(staging, manifest, documents, chunks, vectors, span_vectors)
         build = staging.with_suffix("")  # drop ".tmp": complete builds carry no suffix
         os.rename(staging, build)
     except BaseException:
@@ -113,6 +114,7 @@ def _write_files(
     documents: list[Document],
     chunks: list[Chunk],
     vectors: Vectors,
+    span_vectors: Vectors,
 ) -> None:
     import bm25s
     import faiss
@@ -122,6 +124,8 @@ def _write_files(
     _write_jsonl(folder / store.DOCUMENTS, map(store.document_record, documents))
     _write_jsonl(folder / store.CHUNKS, map(store.chunk_record, chunks))
     faiss.write_index(dense_index(vectors, manifest.dense_index), str(folder / store.DENSE))
+    np.save(folder / store.SPANS, np.ascontiguousarray(span_vectors, dtype=np.float32),
+            allow_pickle=False)
     lexical = bm25s.BM25()
     lexical.index([terms(chunk.text) for chunk in chunks], show_progress=False)
     lexical.save(str(folder / store.LEXICAL), show_progress=False)

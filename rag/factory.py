@@ -64,7 +64,7 @@ def load_pipeline(settings: Settings, embedder: Embedder | None = None,
         retriever=Retriever(index, embedder, settings),
         resolver=resolver,
         drafter=_drafter(settings, engine, index),
-        checker=CitationChecker(embedder, settings.min_support, index.documents),
+        checker=_checker(embedder, settings, index),
         verifier=verifier,
         policy=policy,
         timeout_s=settings.request_timeout_s,
@@ -81,7 +81,7 @@ def with_index(pipeline: Pipeline, settings: Settings) -> Pipeline:
         pipeline,
         retriever=Retriever(index, embedder, settings),
         drafter=_drafter(settings, pipeline.drafter.engine, index),
-        checker=CitationChecker(embedder, settings.min_support, index.documents),
+        checker=_checker(embedder, settings, index),
     )
 
 
@@ -151,3 +151,8 @@ def _policy(settings: Settings, model: ModelChoice) -> Policy:
 def _drafter(settings: Settings, engine: Engine, index: StoredIndex) -> Drafter:
     return Drafter(engine, engine.sequence("answer"), choose_layout(settings, engine, index),
                    settings.max_answer_tokens, _sequences(engine, BRANCH_SEQUENCES))
+
+
+def _checker(embedder: Embedder, settings: Settings, index: StoredIndex) -> CitationChecker:
+    """The citation checker over ``index``'s documents and stored span embeddings."""
+    return CitationChecker(embedder, settings.min_support, index.documents, index.spans)

