@@ -42,6 +42,7 @@ PROFILES: dict[str, dict[str, Any]] = {
               "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},
               "total_questions": 30, "llama_builds": "", "engine_chunks": 1_000},
 }
+LAYOUTS = ("retrieval", "reuse", "corpus")
 PHASES = ("llama-builds", "index-build", "growth", "retrieval", "latency", "uploads", "service")
 
 
@@ -53,6 +54,11 @@ def main() -> None:
                         help="run only this phase (repeatable)")
     parser.add_argument("--llama-builds", help="other llama.cpp builds to compare with the "
                         "installed one, comma-separated (native, avx2, avx512; '' for none)")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS),
+                        help="the prompt layouts the latency phase measures, comma-separated "
+                        f"(default {','.join(LAYOUTS)})")
+    parser.add_argument("--no-documents", action="store_true",
+                        help="skip the latency phase's corpus larger than the context")
     args = parser.parse_args()
     profile = PROFILES["quick" if args.quick else "full"]
     phases = set(args.only or PHASES)
@@ -72,7 +78,9 @@ def main() -> None:
                                                            settings.threads, others,
                                                            work / "builds")
         if phases & {"index-build", "growth", "retrieval", "latency", "uploads", "service"}:
-            _run_pipeline_phases(phases, profile, settings, work, results)
+            layouts = [m for m in args.layouts.split(",") if m]
+            _run_pipeline_phases(phases, profile, settings, work, results, layouts,
+                                 documents=not args.no_documents)
     results["duration_s"] = time.perf_counter() - started
     out = args.out or RESULTS / ("latest.json" if not args.only
                                  else f"only-{'-'.join(sorted(phases))}.json")
@@ -83,7 +91,8 @@ def main() -> None:
 
 
 def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Settings,
-                         work: Path, results: dict[str, Any]) -> None:
+                         work: Path, results: dict[str, Any], layouts: list[str],
+                         documents: bool) -> None:
     embedder = Embedder(settings.threads)
     build_index(settings, [BUNDLED_CORPUS], embedder)
     items = select(load_gold(GOLD), None, profile["questions"], 13)
@@ -118,13 +127,13 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
     if "latency" in phases:
         _phase("answer latency: every prompt layout and the llama.cpp floor, then naive")
         modes = {mode: _layout(settings.replace(prompt_mode=mode), embedder, items)
-                 for mode in ("retrieval", "reuse", "corpus")}
+                 for mode in layouts}
         naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder, settings)
         reference = latency.measure_naive(naive, questions)
         del naive
         results["answer_latency"] = {"naive": reference, "modes": {
             mode: result | latency.ratios(result, reference) for mode, result in modes.items()}}
-        if SQUAD.is_dir():
+        if documents and SQUAD.is_dir():
             _phase("answer latency on several documents larger than the context: full read "
                    "against stored passages")
             scoped = settings.replace(index_dir=work / "squad-index")
@@ -133,7 +142,7 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
             results["answer_latency_documents"] = {
                 "corpus": "SQuAD 2.0 dev, 2 articles in one index", "modes": {
                     mode: _layout(scoped.replace(prompt_mode=mode), embedder, sample)
-                    for mode in ("retrieval", "reuse")}}
+                    for mode in layouts if mode != "corpus"}}
 
     if "uploads" in phases:
         _phase("documents uploaded to two replicas: upload to answerable, beside a full rebuild")
