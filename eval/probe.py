@@ -14,8 +14,13 @@ and counted. Three states per draft, each the last layer after its norm (what th
 reads): at the ``{"found":`` verdict, at the answer's opening quote (which predicts the first
 answer token) and at the first answer token.
 
-Hyper-parameters (PCA size, L2 strength) are chosen inside each fold, by leave one document out
-on the other documents only, so nothing is chosen on the document scored.
+Hyper-parameters (which state, PCA size, L2 strength) are chosen inside each fold, by leave one
+document out on the other documents only, so nothing is chosen on the document scored; "both"
+stacks the scorer's and the probe's scores with weights fitted on those inner out-of-fold scores.
+
+Decided before the first run (2026-12-06): the probe is kept only if "both" beats the scorer on
+the pooled left-out drafts by at least 0.02 of ROC area *and* 3 more right drafts among the 65%
+scored highest; otherwise the finding is recorded in docs/evaluation.md and the code removed.
 """
 
 from __future__ import annotations
