@@ -43,7 +43,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from eval.decisions import Row, read_report
-from eval.fit import CHOSEN, Document, baseline_policy, documents, fit
+from eval.fit import CHOSEN, Document, baseline_policy, choices, documents, fit
 from eval.runner import commit, docs_named, open_pipeline
 from rag.answer.drafting import ANSWER_OPENING, FOUND_KEY
 from rag.llm.engine import Engine, KvSequence
@@ -53,7 +53,7 @@ Array = npt.NDArray[np.float64]
 STATES_DIR = PROJECT_ROOT / "reports" / "probe"
 RESULT = PROJECT_ROOT / "eval" / "results" / "probe.json"
 POSITIONS = ("verdict", "opening", "first_token")
-GRID = [(dims, c) for dims in (16, 64) for c in (0.01, 0.1, 1.0)]
+GRID = [(32, c) for c in (0.01, 0.1)]  # (PCA size, L2 strength); with POSITIONS: 6 per fold
 COVERAGE = 0.65  # precision of the drafts scored highest, at this share of them answered
 
 
@@ -158,12 +158,14 @@ class Example:
 
 
 def examples(paths: list[Path]) -> list[Example]:
-    found = []
+    """The greedy drafts the decision scores (no gate rules them out) whose states were kept."""
+    found, policy = [], baseline_policy()
     for path in paths:
         states = np.load(STATES_DIR / (path.name.removesuffix(".json.gz") + ".npz"))
         by_id = dict(zip(map(str, states["ids"]), states["states"], strict=True))
         doc = documents([path])[0]
-        found += [Example(doc.name, row, by_id[row.id]) for row in doc.rows if row.id in by_id]
+        found += [Example(doc.name, row, by_id[row.id]) for row in doc.rows
+                  if row.id in by_id and 0 in choices(row, CHOSEN, policy)]
     return found
 
 
