@@ -174,6 +174,7 @@ Params = tuple[int, int, float]  # position, PCA size, L2 strength
 
 def probe(train: list[Example], params: Params) -> Any:
     position, dims, c = params
+    dims = min(dims, len(train) - 1)  # a fold of one small document has fewer drafts
     model = make_pipeline(StandardScaler(), PCA(n_components=dims, random_state=0),
                           LogisticRegression(C=c, max_iter=2000))
     return model.fit(np.array([e.states[position] for e in train]), [e.right for e in train])
