@@ -82,6 +82,11 @@ class UnauthorizedError(RagError):
     """The request carries no valid API key."""
 
 
+class ForbiddenError(RagError):
+    """The request names a host the service does not answer to, or comes from a web page of
+    another origin (a page the user visits must not write to, or read from, a local service)."""
+
+
 # ---- what the service needs is missing or broken --------------------------------------------
 
 

@@ -105,6 +105,10 @@ class Settings:
     api_keys_file: Path | None = None
     # Origins allowed to call the API from a browser (comma-separated); empty: CORS off.
     cors_origins: str = ""
+    # Host names the service answers to beside the bind address, localhost, 127.0.0.1 and
+    # [::1] (comma-separated; "*": any). Others get HTTP 403: a web page cannot reach a local
+    # service through a DNS name of its own (DNS rebinding).
+    allowed_hosts: str = ""
     # Documents sent to the service (POST /v1/documents): the largest upload request (HTTP
     # 413), a document's pages and extracted characters, and how many documents the index may
     # hold (HTTP 422 beyond each).

@@ -66,6 +66,24 @@ def test_the_openai_client_sends_its_key(keyed: Server) -> None:
             model="local", messages=[{"role": "user", "content": QUESTION}])
 
 
+def test_a_foreign_host_or_page_is_refused_even_with_a_key(keyed: Server) -> None:
+    """DNS rebinding names another host; a page the user visits sends its own Origin."""
+    port = keyed.url.rsplit(":", 1)[1]
+    refused = [
+        httpx.get(f"{keyed.url}/v1/index", headers=AUTH | {"Host": f"evil.example:{port}"}),
+        httpx.post(f"{keyed.url}/v1/documents", headers=AUTH | {"Origin": "http://evil.example"},
+                   files={"file": ("poison.txt", b"Seoul moved to Mars.")}),
+        httpx.post(f"{keyed.url}/v1/index/reload", headers={"Origin": "http://evil.example"}),
+    ]
+    for response in refused:
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["type"] == "forbidden"
+    own = httpx.post(f"{keyed.url}/v1/ask", json={"question": ""},
+                     headers=AUTH | {"Origin": f"http://127.0.0.1:{port}"})
+    assert own.status_code == 400, own.text  # past the checks, to the empty question
+    assert httpx.get(f"{keyed.url}/healthz", headers={"Host": "evil.example"}).status_code == 200
+
+
 def test_cors_allows_only_the_configured_origins(keyed: Server) -> None:
     def preflight(origin: str) -> httpx.Response:
         return httpx.options(f"{keyed.url}/v1/ask", headers={

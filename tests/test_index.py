@@ -290,7 +290,8 @@ def test_an_index_of_the_old_format_is_refused_with_a_rebuild_hint(
     settings = make_settings(tmp_path / "index")
     build_index(settings, [_docs(tmp_path)], embedder)
     _edit_manifest(settings.index_dir, format_version=1, engine=None)
-    with pytest.raises(IndexMismatchError, match=f"format 1, this code reads format {store.FORMAT_VERSION}"):
+    expected = f"format 1, this code reads format {store.FORMAT_VERSION}"
+    with pytest.raises(IndexMismatchError, match=expected):
         store.load_index(settings.index_dir, embedder.name)
     assert build_index(settings, [_docs(tmp_path)], embedder).status == "built"
 

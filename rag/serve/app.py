@@ -268,9 +268,13 @@ def _note(request: Request[Any, Any, Any], answer: Answer) -> None:
 BODY_TYPES = {"/v1/documents": "multipart/form-data"}
 
 
-def guard_request(keys: frozenset[str]) -> Callable[[Request[Any, Any, Any]], None]:
+def guard_request(keys: frozenset[str], hosts: frozenset[str],
+                  origins: frozenset[str]) -> Callable[[Request[Any, Any, Any]], None]:
     def before(request: Request[Any, Any, Any]) -> None:
-        auth.check(request.url.path, request.headers.get("authorization"), keys)
+        path, host = request.url.path, request.headers.get("host")
+        auth.check_host(path, host, hosts)
+        auth.check_origin(request.method, host, request.headers.get("origin"), origins)
+        auth.check(path, request.headers.get("authorization"), keys)
         has_body = request.headers.get("content-length", "0") != "0" or (
             "transfer-encoding" in request.headers)
         if request.method == "POST" and has_body:
@@ -347,7 +351,7 @@ def create_app(settings: Settings) -> Litestar:
         state=State({"service": service}),
         lifespan=[lifespan],
         on_app_init=[add_web_page],  # GET / and /static/*: the web page (rag/serve/page.py)
-        before_request=guard_request(keys),
+        before_request=guard_request(keys, auth.allowed_hosts(settings), frozenset(origins)),
         cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                                allow_headers=["Authorization", "Content-Type"])
         if origins else None,

@@ -1,4 +1,11 @@
-"""API keys: who may ask.
+"""Who may ask: the host asked for, the web page asking, the API key.
+
+Every request must name an allowed host (``allowed_hosts``), so a DNS name that an attacker's
+page rebinds to 127.0.0.1 reaches nothing; a POST or DELETE sent by a browser from another
+origin (its ``Origin`` header) is refused unless that origin is one of ``RAG_CORS_ORIGINS``, with
+or without keys: any page the user visits can send a form to a local service, but only the
+service's own page (and configured origins) may change or ask it anything. Clients that are not
+browsers send no ``Origin``.
 
 With ``RAG_API_KEYS`` (comma-separated) and/or ``RAG_API_KEYS_FILE`` (one key a line, ``#``
 comments) set, every route but health, readiness and the web page itself requires
@@ -9,12 +16,52 @@ compared in constant time, against every configured key, so timing tells nothing
 from __future__ import annotations
 
 import hmac
+from urllib.parse import urlsplit
 
-from rag.errors import SettingsError, UnauthorizedError
+from rag.errors import ForbiddenError, SettingsError, UnauthorizedError
 from rag.settings import Settings
 
 # Reachable without a key: probes, and the page and assets (the page asks for the key itself).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/static/app.js", "/static/style.css"})
+# Probes answer whatever host an orchestrator addresses them by.
+PROBES = frozenset({"/healthz", "/readyz"})
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def allowed_hosts(settings: Settings) -> frozenset[str]:
+    """The host names requests may name: the bind address, loopback, ``RAG_ALLOWED_HOSTS``."""
+    bind = f"[{settings.host}]" if ":" in settings.host else settings.host
+    extra = {h.strip().lower() for h in settings.allowed_hosts.split(",") if h.strip()}
+    return frozenset({bind.lower(), *LOOPBACK_HOSTS, *extra})
+
+
+def check_host(path: str, host: str | None, allowed: frozenset[str]) -> None:
+    """Raise ForbiddenError unless ``host`` (the Host header) names an allowed host."""
+    if path in PROBES or "*" in allowed:
+        return
+    if _hostname(host or "") not in allowed:
+        raise ForbiddenError(f"this service does not answer to the host {host!r}: add it to "
+                             "RAG_ALLOWED_HOSTS to reach the service under that name")
+
+
+def check_origin(method: str, host: str | None, origin: str | None,
+                 cors_origins: frozenset[str]) -> None:
+    """Raise ForbiddenError for a POST or DELETE a browser sends from another origin than the
+    service's own page (``host``) or a configured CORS origin."""
+    if method not in UNSAFE_METHODS or origin is None or origin in cors_origins:
+        return
+    if urlsplit(origin).netloc.lower() != (host or "").lower():
+        raise ForbiddenError(f"a web page of {origin!r} may not send requests to this service; "
+                             "allow its origin with RAG_CORS_ORIGINS")
+
+
+def _hostname(host: str) -> str:
+    """The name of a Host header without its port ("[::1]:8000" -> "[::1]")."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[:host.find("]") + 1]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def load_keys(settings: Settings) -> frozenset[str]:

@@ -38,6 +38,8 @@ _DESCRIBED = {
     400: "bad input: empty, too long or malformed question, bad top_k or min_confidence, "
          "malformed JSON, or a prompt that does not fit the context",
     401: "an API key is required and none, or a wrong one, was sent",
+    403: "a Host header the service does not answer to (RAG_ALLOWED_HOSTS), or a POST or "
+         "DELETE from a web page of another origin (RAG_CORS_ORIGINS)",
     404: "no such route, document or upload job",
     409: "a reload whose new index did not load (the old one keeps serving)",
     413: "the request body is too large, or an uploaded file is (details name it)",
@@ -67,6 +69,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     errors.InputError: 400,
     RecursionError: 400,  # a JSON body nested too deeply to decode
     errors.UnauthorizedError: 401,
+    errors.ForbiddenError: 403,
     errors.ReloadFailedError: 409,
     errors.NotReadyError: 503,
     errors.ServiceBusyError: 503,
