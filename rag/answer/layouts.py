@@ -100,11 +100,15 @@ class ReusePrompt(RetrievalPrompt):
         for n, chunk in numbers.items():
             if n <= stored:
                 segments += [Segment(f"{pending}[{n}]"),
-                             Segment(f" {quoted(chunk.text)}\n\n", stored=True)]
+                             Segment(f" {self._shown(chunk)}\n\n", stored=True)]
                 pending = ""
             else:
-                pending += f"[{n}] {quoted(chunk.text)}" + ("\n\n" if n < len(numbers) else "")
+                pending += f"[{n}] {self._shown(chunk)}" + ("\n\n" if n < len(numbers) else "")
         return PromptPlan(numbers, (*segments, Segment(pending + after)))
+
+    def _shown(self, chunk: Chunk) -> str:
+        # Inserted after rendering, so defused here (Engine.render does it for the rest).
+        return self.engine.defused(quoted(chunk.text))
 
 
 # Where the passages go in the rendered prompt (no document or question contains it).

@@ -26,10 +26,12 @@ only: ``rag.llm.selftest`` must have run the build in a child before it is loade
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from rag.guard import NO_GUARD, Guard
 from rag.llm.scheduler import Part, Scheduler
 
 Logits = npt.NDArray[np.single]
+_MARKUP = re.compile(r"[<>\[\]|]")  # a special token spelled like a word is left alone
 PIECE_BYTES = 256  # longer than any token of the models we run
 
 
@@ -135,8 +138,35 @@ class Engine:
         return bool(self._lib.llama_vocab_is_eog(self._model.vocab, token))
 
     def render(self, messages: list[dict[str, str]]) -> str:
-        """The model's own chat template applied to ``messages``, ready for the reply."""
-        return str(self._formatter(messages=messages).prompt)
+        """The model's own chat template applied to ``messages``, ready for the reply. What a
+        message spells of the vocabulary's special tokens (a document, a question, a turn) is
+        broken up first: only the template's own markers are special."""
+        safe = [{**message, "content": self.defused(message["content"])}
+                for message in messages]
+        return str(self._formatter(messages=safe).prompt)
+
+    def defused(self, text: str) -> str:
+        """``text`` with every special token's spelling broken by a space ("</s>" -> "< /s>"),
+        so tokenizing it yields plain tokens only (prompts are tokenized with markers on)."""
+        for marker in self.markers:
+            if marker in text:
+                text = text.replace(marker, f"{marker[0]} {marker[1:]}")
+        return text
+
+    @cached_property
+    def special_ids(self) -> frozenset[int]:
+        """Control and user-defined tokens: chat markers, end of text, tool and FIM marks."""
+        lib, special = self._lib, self._lib.LLAMA_TOKEN_ATTR_CONTROL | (
+            self._lib.LLAMA_TOKEN_ATTR_USER_DEFINED)
+        return frozenset(t for t in range(self.n_vocab)
+                         if lib.llama_vocab_get_attr(self._model.vocab, t) & special)
+
+    @cached_property
+    def markers(self) -> tuple[str, ...]:
+        """How the special tokens are spelled (those that look like markup), longest first."""
+        spelled = {self._model.token_get_text(t) for t in self.special_ids}
+        return tuple(sorted((m for m in spelled if len(m) >= 3 and _MARKUP.search(m)),
+                            key=len, reverse=True))
 
     # ---- the KV cache -------------------------------------------------------------------
 
