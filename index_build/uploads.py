@@ -38,7 +38,9 @@ from rag.retrieval.embedder import Embedder
 from rag.settings import Settings
 
 MAX_NAME_CHARS = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, and the bidi controls that make "report\u202egpj.exe" show as "report
+# exe.jpg": a name must look like what it is.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SLUG = re.compile(r"[^a-z0-9]+")
 _HTML_START = re.compile(rb"\s*(<!doctype\s+html|<html|<head|<body)", re.IGNORECASE)
 # What a refused binary file most likely is, for the message.

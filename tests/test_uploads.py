@@ -160,6 +160,7 @@ def test_uploads_are_indexed_listed_under_their_names_and_never_twice(
     (Upload("bomb.docx", zip_bomb()), DocumentRejectedError, "bomb.docx inflates to 300 MB"),
     (Upload("../../etc/passwd", b"root"), DocumentRejectedError, "holds a path"),
     (Upload("a\x00b.txt", b"text"), DocumentRejectedError, "control characters"),
+    (Upload("report\u202etxt.exe", b"text"), DocumentRejectedError, "control characters"),
 ])
 def test_a_refused_upload_names_the_file_and_changes_nothing(
     index: Settings, embedder: Embedder, upload: Upload, error: type[Exception], says: str
