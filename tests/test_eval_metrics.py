@@ -250,7 +250,7 @@ def test_thresholds_load_by_section(tmp_path: Path) -> None:
 
 
 def _summaries() -> list[tuple[Path, dict[str, object]]]:
-    skip = {"retrieval-sweep.json", "lodo.json", "levers.json", "documents.json"}
+    skip = {"retrieval-sweep.json", "lodo.json", "levers.json", "documents.json", "probe.json"}
     return [(p, json.loads(p.read_text())) for p in sorted(RESULTS.glob("*.json"))
             if p.name not in skip and not p.name.endswith("-curves.json")]
 
