@@ -66,7 +66,8 @@ def recording(engine: Engine) -> Iterator[list[Call]]:
         return Engine.insert_block(engine, seq, path, tokens, origin)
 
     def fork(source: KvSequence, targets: Sequence[KvSequence]) -> None:
-        calls.append(Call(source, len(source.tokens), [], fork_to=tuple(targets)))
+        if targets:  # a fork into no sequence reads and shares nothing
+            calls.append(Call(source, len(source.tokens), [], fork_to=tuple(targets)))
         Engine.fork(engine, source, targets)
 
     engine.extend = extend  # type: ignore[method-assign]

@@ -128,13 +128,14 @@ def test_a_cancelled_request_frees_its_sequences_while_the_other_finishes(
     prompts = [engine.tokenize(engine.render([{"role": "user", "content": q}]))
                for q in QUESTIONS]
     seqs = [slot.resolver.seq for slot in slots]
-    keep = [len(seq.tokens) for seq in seqs]
+    held = [list(seq.tokens) for seq in seqs]
+    keep = [len(tokens) for tokens in held]
     expected = greedy(engine, seqs[1], prompts[1], 32)
     engine.truncate(seqs[1], keep[1])
     cancelled = threading.Event()
 
     def doomed() -> list[int]:
-        with engine.beyond(seqs[0], keep[0]):
+        with engine.beyond(seqs[0], held[0]):
             return greedy(engine, seqs[0], prompts[0], 200, Guard(cancelled))
 
     def survivor() -> list[int]:
@@ -157,7 +158,8 @@ def test_a_request_arriving_mid_generation_starts_within_one_prefill_slice(
     scheduler = engine.scheduler
     assert scheduler is not None
     seqs = [slot.resolver.seq for slot in slots]
-    keep = [len(seq.tokens) for seq in seqs]
+    held = [list(seq.tokens) for seq in seqs]
+    keep = [len(tokens) for tokens in held]
     prompt = engine.tokenize(engine.render([{"role": "user", "content": next(iter(QUESTIONS))}]))
     long_prompt = engine.tokenize(" ".join(f"Item {n} is listed here." for n in range(120)))
     assert len(long_prompt) > 8 * SLICE

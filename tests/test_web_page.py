@@ -17,7 +17,7 @@ from rag.settings import Settings
 def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[TestClient]:
     monkeypatch.setattr(Service, "load", lambda self: None)  # stays "loading"
     app = http_app.create_app(Settings.from_env({}, index_dir=tmp_path / "index"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         yield client
 
 

@@ -145,7 +145,7 @@ class Drafter(SequenceReader):
         answer, cited, answer_tokens, cite_tokens = "", [], 0, 0
         logprobs: list[float] = []
         candidates: list[Candidate] = []
-        with self.engine.beyond(self.seq, len(self.prefix)):
+        with self.engine.beyond(self.seq, self.prefix):
             head = self._read_stored(plan, pieces, guard) + pieces[-1]
             verdict, first = self.engine.sync(self.seq, head + self._opening,
                                               (len(head) - 1, -1), guard)

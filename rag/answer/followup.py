@@ -66,7 +66,7 @@ class Resolver(SequenceReader):
         pieces, end = [], 0
         # One read of the conversation for every word: each prompt differs only in its last line.
         # Dropped afterwards, as the answer needs the room.
-        with self.engine.beyond(self.seq, len(self.prefix)):
+        with self.engine.beyond(self.seq, self.prefix):
             for match in pointing_words(question):
                 word = match.group(0)
                 if word.lower() not in found:

@@ -78,7 +78,7 @@ class Verifier(SequenceReader):
         if len(tokens) > EVIDENCE_TOKENS:  # the context holds this much quoted evidence
             text = self.engine.detokenize(tokens[:EVIDENCE_TOKENS])
         head, asked, tails = self._tokens(quoted(text), question, answers)
-        with self.engine.beyond(self.seq, len(self.prefix)):
+        with self.engine.beyond(self.seq, self.prefix):
             outputs = [i - 1 for i in range(asked.start, asked.stop)] if pmi else [-1]
             given = self.engine.sync(self.seq, head, outputs=outputs, guard=guard)
             p_yes = self._verdicts(tails, guard)
@@ -132,7 +132,7 @@ class Verifier(SequenceReader):
         """Read ``tokens`` after the fixed prefix; the logits that predict each token of
         ``asked``, then those at the last position."""
         outputs = [i - 1 for i in range(asked.start, asked.stop)] + [-1]
-        with self.engine.beyond(self.seq, len(self.prefix)):
+        with self.engine.beyond(self.seq, self.prefix):
             return self.engine.sync(self.seq, tokens, outputs=outputs, guard=guard)
 
     def _tokens(self, text: str, question: str,

@@ -239,15 +239,18 @@ class Engine:
         return self.extend(seq, tokens[keep:], [i % len(tokens) - keep for i in outputs], guard)
 
     @contextmanager
-    def beyond(self, seq: KvSequence, keep: int) -> Iterator[None]:
-        """Reads on ``seq`` past its first ``keep`` tokens (a fixed prefix), dropped again
-        afterwards. Every question then starts from the same cache state, so its numbers do not
-        depend on the question before it (the cells a read lands in change the last digits)."""
-        self.truncate(seq, keep)
+    def beyond(self, seq: KvSequence, prefix: Sequence[int]) -> Iterator[None]:
+        """Reads on ``seq`` past ``prefix`` (a fixed prompt prefix), dropped again afterwards.
+        A prefix ``seq`` lacks is read first on its own, as when it is warmed up. Every question
+        then starts from the same cache state, so its numbers do not depend on the question
+        before it (the cells a read lands in and the batch split change the last digits)."""
+        if seq.tokens[:len(prefix)] != list(prefix):
+            self.sync(seq, prefix)
+        self.truncate(seq, len(prefix))
         try:
             yield
         finally:
-            self.truncate(seq, keep)
+            self.truncate(seq, len(prefix))
 
     def truncate(self, seq: KvSequence, length: int) -> None:
         if length < len(seq.tokens):
