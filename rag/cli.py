@@ -278,7 +278,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     service_log.setLevel(logging.INFO)
     service_log.propagate = False
     app = create_app(settings)
-    if not load_keys(settings) and settings.host not in LOOPBACK:
+    if not load_keys(settings).required and settings.host not in LOOPBACK:
         print(f"rag: WARNING: serving on {settings.host}, reachable from other machines, with no "
               "API key: anyone who can reach it can read your documents through it. Set "
               "RAG_API_KEYS or RAG_API_KEYS_FILE.", file=sys.stderr)

@@ -103,6 +103,9 @@ class Settings:
     # list and/or a file with one key a line. None set: no authentication (loopback only).
     api_keys: str = ""
     api_keys_file: Path | None = None
+    # Keys that may also upload, delete and reload (comma-separated); the keys above may only
+    # ask. None set: those routes take no browser request but from the service's own page.
+    admin_keys: str = ""
     # Origins allowed to call the API from a browser (comma-separated); empty: CORS off.
     cors_origins: str = ""
     # Host names the service answers to beside the bind address, localhost, 127.0.0.1 and
@@ -188,6 +191,7 @@ class Settings:
         """The settings as plain JSON values, for reports and logs; keys are never shown."""
         values = dataclasses.asdict(self)
         values["api_keys"] = "(set)" if self.api_keys else ""
+        values["admin_keys"] = "(set)" if self.admin_keys else ""
         return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
 
 

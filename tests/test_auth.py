@@ -1,9 +1,14 @@
-"""Who may ask, without a server: allowed hosts (DNS rebinding), foreign web pages, API keys."""
+"""Who may ask, without a model: allowed hosts (DNS rebinding), foreign web pages, key scopes."""
+
+from pathlib import Path
 
 import pytest
+from litestar.testing import TestClient
 
 from rag.errors import ForbiddenError, UnauthorizedError
+from rag.serve import app as http_app
 from rag.serve import auth
+from rag.serve.service import Service
 from rag.settings import Settings
 
 HOSTS = auth.allowed_hosts(Settings(allowed_hosts="rag.example, Docs.Example"))
@@ -43,8 +48,51 @@ def test_a_foreign_page_may_not_post_or_delete_whatever_its_key() -> None:
 
 
 def test_a_key_is_needed_beyond_the_open_paths() -> None:
-    keys = frozenset({"alpha"})
+    keys = auth.Keys(ask=frozenset({"alpha"}))
     auth.check("/v1/ask", "Bearer alpha", keys)
     auth.check("/healthz", None, keys)
     with pytest.raises(UnauthorizedError):
         auth.check("/v1/ask", "Bearer beta", keys)
+
+
+def test_a_read_key_asks_and_only_an_admin_key_changes_the_documents() -> None:
+    keys = auth.load_keys(Settings(api_keys="reader", admin_keys="boss, deputy"))
+    assert keys == auth.Keys(ask=frozenset({"reader"}), admin=frozenset({"boss", "deputy"}))
+    for key in ("reader", "boss", "deputy"):
+        auth.check("/v1/ask", f"Bearer {key}", keys)
+    auth.check("/v1/documents", "Bearer deputy", keys, admin=True)
+    with pytest.raises(ForbiddenError, match="RAG_ADMIN_KEYS"):
+        auth.check("/v1/documents", "Bearer reader", keys, admin=True)
+    with pytest.raises(UnauthorizedError):
+        auth.check("/v1/documents", "Bearer intruder", keys, admin=True)
+    with pytest.raises(ForbiddenError):  # read keys only: nobody changes the documents by key
+        auth.check("/v1/index/reload", "Bearer reader",
+                   auth.load_keys(Settings(api_keys="reader")), admin=True)
+
+
+def _client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: str) -> TestClient:
+    monkeypatch.setattr(Service, "load", lambda self: None)  # stays "loading": no model
+    app = http_app.create_app(Settings.from_env(
+        {"RAG_CORS_ORIGINS": "http://allowed.test", **settings}, index_dir=tmp_path / "index"))
+    return TestClient(app, base_url="http://127.0.0.1:8000")
+
+
+def _status(client: TestClient, method: str, path: str, **headers: str) -> int:
+    with client:
+        return client.request(method, path, headers=headers).status_code
+
+
+# Past the guard, a request meets the service still loading: 503.
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/index/reload"),
+                                              ("DELETE", "/v1/documents/a.txt")])
+def test_the_routes_that_change_the_documents_are_guarded_by_scope(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, path: str) -> None:
+    open_service = _client(tmp_path, monkeypatch)
+    assert _status(open_service, method, path, Origin="http://allowed.test") == 403
+    assert _status(open_service, method, path, Origin="http://127.0.0.1:8000") == 503
+    assert _status(open_service, method, path) == 503  # not a browser
+    keyed = _client(tmp_path, monkeypatch, RAG_API_KEYS="reader", RAG_ADMIN_KEYS="boss")
+    assert _status(keyed, method, path, Authorization="Bearer reader") == 403
+    assert _status(keyed, method, path, Authorization="Bearer boss",
+                   Origin="http://allowed.test") == 503
+    assert _status(keyed, "GET", "/v1/index", Authorization="Bearer reader") == 503

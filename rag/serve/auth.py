@@ -9,13 +9,19 @@ browsers send no ``Origin``.
 
 With ``RAG_API_KEYS`` (comma-separated) and/or ``RAG_API_KEYS_FILE`` (one key a line, ``#``
 comments) set, every route but health, readiness and the web page itself requires
-``Authorization: Bearer <key>`` (what the OpenAI client sends as its ``api_key``). Keys are
-compared in constant time, against every configured key, so timing tells nothing about them.
+``Authorization: Bearer <key>`` (what the OpenAI client sends as its ``api_key``). Those keys may
+ask; the routes that change what the service answers from (upload, delete, reload: handlers
+marked ``opt=ADMIN``) take only a key of ``RAG_ADMIN_KEYS``, which may also ask. With no key set,
+those routes take no browser request but from the service's own page (not even a CORS origin).
+Keys are compared in constant time, against every configured key, so timing tells nothing about
+them.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from rag.errors import ForbiddenError, SettingsError, UnauthorizedError
@@ -27,6 +33,20 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/static/app.js", "/static/s
 PROBES = frozenset({"/healthz", "/readyz"})
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A route handler's ``opt`` that reserves it to admin keys.
+ADMIN = {"admin": True}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The bearer keys: ``ask`` keys may ask, ``admin`` keys may also change the documents."""
+
+    ask: frozenset[str] = frozenset()
+    admin: frozenset[str] = frozenset()
+
+    @property
+    def required(self) -> bool:
+        return bool(self.ask or self.admin)
 
 
 def allowed_hosts(settings: Settings) -> frozenset[str]:
@@ -64,8 +84,8 @@ def _hostname(host: str) -> str:
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
-def load_keys(settings: Settings) -> frozenset[str]:
-    keys = {k.strip() for k in settings.api_keys.split(",") if k.strip()}
+def load_keys(settings: Settings) -> Keys:
+    ask = _listed(settings.api_keys.split(","))
     if settings.api_keys_file is not None:
         try:
             lines = settings.api_keys_file.read_text(encoding="utf-8").splitlines()
@@ -74,20 +94,34 @@ def load_keys(settings: Settings) -> frozenset[str]:
                 f"RAG_API_KEYS_FILE={settings.api_keys_file} cannot be read: "
                 f"{exc.strerror or exc}"
             ) from None
-        keys |= {line.strip() for line in lines if line.strip() and not line.startswith("#")}
-    return frozenset(keys)
+        ask |= _listed(line for line in lines if not line.startswith("#"))
+    return Keys(ask=ask, admin=_listed(settings.admin_keys.split(",")))
 
 
-def check(path: str, authorization: str | None, keys: frozenset[str]) -> None:
-    """Raise UnauthorizedError unless the path is open or the bearer key is one of ``keys``."""
-    if not keys or path in OPEN_PATHS:
+def _listed(keys: Iterable[str]) -> frozenset[str]:
+    return frozenset(k.strip() for k in keys if k.strip())
+
+
+def check(path: str, authorization: str | None, keys: Keys, admin: bool = False) -> None:
+    """Raise UnauthorizedError unless the path is open or the bearer key is one of ``keys``;
+    ForbiddenError when an ``admin`` route is sent a key that may only ask."""
+    if not keys.required or path in OPEN_PATHS:
         return
     scheme, _, candidate = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not candidate.strip():
         raise UnauthorizedError("this service requires an API key: send "
                                 "'Authorization: Bearer <key>'")
+    if _matches(candidate.strip(), keys.admin):
+        return
+    if not _matches(candidate.strip(), keys.ask):
+        raise UnauthorizedError("the API key is not valid")
+    if admin:
+        raise ForbiddenError("this key may ask but not upload, delete or reload: use a key of "
+                             "RAG_ADMIN_KEYS")
+
+
+def _matches(candidate: str, keys: frozenset[str]) -> bool:
     match = False
     for key in keys:  # no early exit: the time taken does not depend on which key matched
-        match |= hmac.compare_digest(candidate.strip().encode(), key.encode())
-    if not match:
-        raise UnauthorizedError("the API key is not valid")
+        match |= hmac.compare_digest(candidate.encode(), key.encode())
+    return match

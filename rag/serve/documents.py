@@ -22,6 +22,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath, FromQuery
 
 from index_build.uploads import Upload
+from rag.serve.auth import ADMIN
 from rag.serve.errors import ERROR_RESPONSES, error_body
 from rag.serve.jobs import Job
 from rag.serve.service import Service, ServiceDep
@@ -48,7 +49,7 @@ def document_routes(settings: Settings) -> list[HTTPRouteHandler]:
     """The routes, with the upload size limit of ``settings``."""
 
     @post("/v1/documents", status_code=201, responses={**ERROR_RESPONSES, 202: ACCEPTED},
-          request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+          request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD, opt=ADMIN)
     async def upload_documents(
         data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
         service: ServiceDep, wait: FromQuery[bool] = True,
@@ -75,7 +76,7 @@ def list_documents(service: ServiceDep) -> dict[str, Any]:
             "chunks": manifest.chunk_count, "fingerprint": manifest.fingerprint}
 
 
-@delete("/v1/documents/{doc_id:path}", status_code=200, responses=ERROR_RESPONSES)
+@delete("/v1/documents/{doc_id:path}", status_code=200, responses=ERROR_RESPONSES, opt=ADMIN)
 async def remove_document(doc_id: FromPath[str], service: ServiceDep) -> dict[str, Any]:
     """Remove a document from the index and from the service's storage."""
     return await anyio.to_thread.run_sync(service.remove_document, doc_id.lstrip("/"))
