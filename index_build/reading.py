@@ -41,6 +41,11 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # refused unread (a zip bomb inflates a few hundred kilobytes to gigabytes). Zip readers stop at a
 # member's declared size, so a member cannot inflate past what it declares.
 MAX_DOCX_INFLATED_BYTES = 256 * 1024 * 1024
+# python-docx builds the whole body's XML tree, about 30 bytes of memory per byte of it: a body
+# larger than this is refused before it is parsed (2 million characters of text, the upload limit,
+# take far less even with heavy formatting).
+MAX_DOCX_BODY_BYTES = 48 * 1024 * 1024
+DOCX_BODY = "word/document.xml"
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,12 @@ def file_sha256(path: Path) -> str:
 
 
 def read_document(
-    path: Path, doc_id: str, label: str | None = None, max_pages: int | None = None
+    path: Path, doc_id: str, label: str | None = None, max_pages: int | None = None,
+    max_chars: int | None = None,
 ) -> Document:
     """The document at ``path``; errors name it ``label`` (an uploaded file's own name) or its
-    path. A PDF of more than ``max_pages`` pages is refused before its text is extracted."""
+    path. A PDF of more than ``max_pages`` pages is refused before its text is extracted, and
+    its extraction stops at the first page past ``max_chars`` characters."""
     shown = label or str(path)
     raw = _read_bytes(path)
     if not raw:
@@ -98,12 +105,13 @@ def read_document(
     suffix = path.suffix.lower()
     page_starts: tuple[int, ...] = ()
     if suffix in PDF_SUFFIXES:
-        text, page_starts = pdf_text(raw, shown, max_pages)
+        text, page_starts = pdf_text(raw, shown, max_pages, max_chars)
     elif suffix in DOCX_SUFFIXES:
         text = docx_text(raw, shown)
     else:
         decoded = _decoded(raw, shown)
         text = html_to_text(decoded) if suffix in HTML_SUFFIXES else decoded
+    check_length(len(text), max_chars, shown)
     if not text.strip():
         hint = " (a scanned PDF needs OCR first)" if suffix in PDF_SUFFIXES else ""
         raise InputError(f"{shown} has no text to index{hint}")
@@ -114,6 +122,13 @@ def read_document(
         sha256=hashlib.sha256(raw).hexdigest(),
         page_starts=page_starts,
     )
+
+
+def check_length(chars: int, max_chars: int | None, shown: str) -> None:
+    """Raise InputError when a document's ``chars`` of text are more than ``max_chars``."""
+    if max_chars is not None and chars > max_chars:
+        raise InputError(f"{shown} holds {chars:,} characters of text, more than the "
+                         f"{max_chars:,} allowed (setting RAG_MAX_DOCUMENT_CHARS)")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -152,9 +167,10 @@ def files_under(root: Path) -> list[tuple[Path, str]]:
 
 
 def pdf_text(
-    raw: bytes, shown: str, max_pages: int | None = None
+    raw: bytes, shown: str, max_pages: int | None = None, max_chars: int | None = None
 ) -> tuple[str, tuple[int, ...]]:
-    """The text of every page, pages joined by a blank line, and where each page starts."""
+    """The text of every page, pages joined by a blank line, and where each page starts. Pages
+    may share one large content stream: the character limit is checked after each page."""
     from pypdf import PdfReader
 
     # pypdf logs the oddities it repairs as warnings; the build reports what failed itself.
@@ -166,8 +182,14 @@ def pdf_text(
         locked = reader.is_encrypted and not reader.decrypt("")
         count = 0 if locked else len(reader.pages)
         too_long = max_pages is not None and count > max_pages
-        pages = [] if locked or too_long else [
-            (page.extract_text() or "").strip() for page in reader.pages]
+        pages: list[str] = []
+        chars = 0
+        for page in [] if locked or too_long else reader.pages:
+            pages.append((page.extract_text() or "").strip())
+            chars += len(pages[-1]) + len(PAGE_SEPARATOR)
+            check_length(chars - len(PAGE_SEPARATOR), max_chars, shown)
+    except InputError:
+        raise
     except Exception as exc:  # a parser of arbitrary files fails in many ways; one file's fault
         raise InputError(f"cannot read {shown} as PDF: {str(exc) or type(exc).__name__}") from None
     if locked:
@@ -214,14 +236,20 @@ def docx_text(raw: bytes, shown: str) -> str:
 def _refuse_zip_bomb(raw: bytes, shown: str) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-            inflated = sum(member.file_size for member in archive.infolist())
+            members = archive.infolist()
     except (zipfile.BadZipFile, ValueError) as exc:
         raise InputError(f"cannot read {shown} as DOCX: {exc}") from None
+    inflated = sum(member.file_size for member in members)
     if inflated > MAX_DOCX_INFLATED_BYTES:
         raise InputError(
             f"{shown} inflates to {inflated / 2**20:.0f} MB, more than the "
             f"{MAX_DOCX_INFLATED_BYTES / 2**20:.0f} MB a DOCX may (a zip bomb?): refused unread"
         )
+    body = sum(m.file_size for m in members if m.filename == DOCX_BODY)
+    if body > MAX_DOCX_BODY_BYTES:
+        raise InputError(
+            f"{shown}'s body ({DOCX_BODY}) is {body / 2**20:.0f} MB of XML, more than the "
+            f"{MAX_DOCX_BODY_BYTES / 2**20:.0f} MB a DOCX may: refused unread")
 
 
 _BLOCK_TAGS = {

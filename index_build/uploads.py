@@ -230,14 +230,11 @@ def _read_all(paths: list[Path], names: list[str], settings: Settings, files: in
     for path, name in zip(paths, names, strict=True):
         try:
             document = read_document(path, path.name, label=name,
-                                     max_pages=settings.max_document_pages)
+                                     max_pages=settings.max_document_pages,
+                                     max_chars=settings.max_document_chars)
         except InputError as exc:
             refused.append((DocumentRejectedError, name, str(exc)))
             continue
-        if len(document.text) > settings.max_document_chars:
-            refused.append((DocumentRejectedError, name, (
-                f"{name} holds {len(document.text):,} characters of text, more than the "
-                f"{settings.max_document_chars:,} allowed (setting RAG_MAX_DOCUMENT_CHARS)")))
         sources.append(SourceFile(path, path.name, name, read=document))
     _raise_if_any(refused, files)
     return sources

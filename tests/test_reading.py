@@ -1,8 +1,10 @@
+import zipfile
 from pathlib import Path
 
+import pypdf
 import pytest
 
-from index_build.reading import html_to_text, read_document, read_documents
+from index_build.reading import MAX_DOCX_BODY_BYTES, html_to_text, read_document, read_documents
 from rag.errors import InputError
 from tests.documents import write_docx, write_encrypted_pdf, write_pdf
 
@@ -128,3 +130,26 @@ def test_docx_paragraphs_and_table_rows_in_order(tmp_path: Path) -> None:
     doc = read_document(path, "memo.docx")
     assert doc.text == "Memo title\n\nFirst paragraph here.\n\nName | Role\n\nKono | Minister"
     assert doc.page_starts == ()
+
+
+def test_a_docx_body_too_large_to_parse_is_refused_unread(tmp_path: Path) -> None:
+    """Empty paragraphs compress a thousandfold; python-docx would hold ~30 bytes per byte."""
+    path = tmp_path / "padded.docx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", b"<w:p/>" * (MAX_DOCX_BODY_BYTES // 6 + 1))
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(InputError, match=r"padded.docx's body \(word/document.xml\) is 48 MB"):
+        read_document(path, "padded.docx")
+
+
+def test_pdf_extraction_stops_at_the_first_page_past_the_character_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pdf = write_pdf(tmp_path / "long.pdf", [[f"Page {i} has a line of text."] for i in range(6)])
+    extracted = []
+    extract = pypdf.PageObject.extract_text
+    monkeypatch.setattr(pypdf.PageObject, "extract_text",
+                        lambda page, *a, **k: extracted.append(1) or extract(page, *a, **k))
+    with pytest.raises(InputError, match=r"long.pdf holds .* RAG_MAX_DOCUMENT_CHARS"):
+        read_document(pdf, "long.pdf", max_chars=40)
+    assert len(extracted) == 2
+    assert read_document(pdf, "long.pdf", max_chars=1000).text.count("Page") == 6
