@@ -215,7 +215,8 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def _store(folder: Path, upload: Upload, name: str, suffix: str) -> Path:
-    path = folder / stored_name(name, upload.sha256, suffix)
+    # Absolute: the manifest records this path, read later from any working directory.
+    path = folder.resolve() / stored_name(name, upload.sha256, suffix)
     # A disk that fills up mid-file keeps no part of it.
     write_atomically(path, lambda partial: partial.write_bytes(upload.data))
     return path
@@ -268,11 +269,12 @@ def _current(index_dir: Path) -> list[store.DocumentInfo]:
 
 
 def _remove_unreferenced(folder: Path, documents: list[store.DocumentInfo]) -> None:
-    """Stored uploads no document refers to, and partial writes: what a crash left."""
+    """Stored uploads no document refers to, and partial writes: what a crash left. A stored
+    name is unique (it carries the content's hash), so a file is kept when any document's path
+    ends in its name: an older manifest's relative paths name no folder reliably."""
     if not folder.is_dir():
         return
-    referenced = {Path(d.path).name for d in documents
-                  if Path(d.path).parent.resolve() == folder.resolve()}
+    referenced = {Path(d.path).name for d in documents}
     for path in folder.iterdir():
         if path.is_file() and path.name not in referenced:
             path.unlink(missing_ok=True)

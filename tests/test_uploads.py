@@ -144,6 +144,24 @@ def test_uploads_are_indexed_listed_under_their_names_and_never_twice(
     assert_spans_in_step(store.load_index(index.index_dir, embedder.name), embedder)
 
 
+def test_a_removal_from_another_working_directory_removes_that_file_only(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index named relative to where uploads were made, removed from elsewhere by its
+    absolute path (``rag index remove`` run from another directory)."""
+    monkeypatch.chdir(tmp_path)
+    relative = make_settings(Path("index"), max_documents=6)
+    build_index(relative, [tiny_corpus(tmp_path / "corpus", 2)], embedder)
+    kept, dropped = (add_uploads(relative, [Upload(name, text)], embedder)[0].document
+                     for name, text in [("kept.txt", b"Herons nest in March."),
+                                        ("dropped.txt", b"Swifts sleep on the wing.")])
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    remove_documents_and_files(make_settings(tmp_path / "index"), [dropped.doc_id])
+    stored = sorted(p.name for p in documents_dir(tmp_path / "index").iterdir())
+    assert stored == [kept.doc_id]
+
+
 @pytest.mark.parametrize(("upload", "error", "says"), [
     (Upload("big.txt", b"a" * 400_001), DocumentTooLargeError, "big.txt is 400,001 bytes"),
     (Upload("photo.pdf", b"\x89PNG\r\n\x1a\n" + bytes(200)), UnsupportedDocumentError,
