@@ -1,13 +1,15 @@
-"""Who may ask, without a model: allowed hosts (DNS rebinding), foreign web pages, key scopes."""
+"""Who may ask and what they learn, without a model: allowed hosts (DNS rebinding), foreign web
+pages, key scopes, error bodies without server paths."""
 
 from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
 
-from rag.errors import ForbiddenError, UnauthorizedError
+from rag.errors import ForbiddenError, IndexNotFoundError, UnauthorizedError
 from rag.serve import app as http_app
 from rag.serve import auth
+from rag.serve.errors import error_body, without_server_paths
 from rag.serve.service import Service
 from rag.settings import Settings
 
@@ -96,3 +98,12 @@ def test_the_routes_that_change_the_documents_are_guarded_by_scope(
     assert _status(keyed, method, path, Authorization="Bearer boss",
                    Origin="http://allowed.test") == 503
     assert _status(keyed, "GET", "/v1/index", Authorization="Bearer reader") == 503
+
+
+def test_error_bodies_show_no_server_paths(tmp_path: Path) -> None:
+    index = tmp_path / "deep" / "index"
+    status, body = error_body(IndexNotFoundError(f"no index at {index}: build one"))
+    assert status == 503 and body["error"]["message"] == "no index at …/index: build one"
+    assert str(tmp_path) not in without_server_paths(f"'{index}/documents/a.pdf' is gone")
+    for kept in ("send it to /v1/documents", "see http://127.0.0.1:8000/v1/ask", "a/b and c"):
+        assert without_server_paths(kept) == kept

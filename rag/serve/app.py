@@ -38,7 +38,7 @@ from rag.guard import Guard
 from rag.serve import auth, openai_api
 from rag.serve.admission import Admission, ModelGate
 from rag.serve.documents import MAX_FORM_PARTS, document_routes
-from rag.serve.errors import ERROR_RESPONSES, error_body, handle_error
+from rag.serve.errors import ERROR_RESPONSES, error_body, handle_error, without_server_paths
 from rag.serve.openai_api import ChatRequest, sse
 from rag.serve.page import add_web_page
 from rag.serve.service import Service, ServiceDep
@@ -85,7 +85,8 @@ def readyz(service: ServiceDep) -> Response[dict[str, Any]]:
     if service.pipeline is not None:
         return Response({"status": "ready"}, status_code=200)
     status = "failed" if service.load_error else "loading"
-    return Response({"status": status, "error": service.load_error}, status_code=503)
+    error = service.load_error and without_server_paths(service.load_error)
+    return Response({"status": status, "error": error}, status_code=503)
 
 
 @get("/v1/index", sync_to_thread=False, responses=ERROR_RESPONSES)
@@ -94,7 +95,8 @@ def index_info(service: ServiceDep) -> dict[str, Any]:
     manifest = pipeline.index.manifest
     return {
         "documents": [
-            {"doc_id": d.doc_id, "path": d.path, "chars": d.chars, "chunks": d.chunks,
+            {"doc_id": d.doc_id, "path": without_server_paths(d.path), "chars": d.chars,
+             "chunks": d.chunks,
              "sha256": d.sha256}
             for d in manifest.documents
         ],

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -94,7 +96,29 @@ _HTTP_MESSAGES = {
 }
 
 
+# An absolute path in a message: the caller learns its last name only, not the server's layout.
+_PATH = re.compile(r"(?<![\w./:])/([\w.\-+@~]+)(?:/[\w.\-+@~]+)*")
+
+
+def without_server_paths(message: str) -> str:
+    """``message`` with each absolute path of this machine (its first folder exists here; a
+    route such as /v1/ask does not) cut to "…/" and its last name."""
+    def cut(match: re.Match[str]) -> str:
+        path = match.group(0)
+        return f"…/{path.rsplit('/', 1)[1]}" if Path("/", match.group(1)).exists() else path
+    return _PATH.sub(cut, message)
+
+
 def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
+    status, body = _error_body(exc)
+    body["error"]["message"] = without_server_paths(body["error"]["message"])
+    for detail in body["error"].get("details") or []:
+        if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
+            detail["reason"] = without_server_paths(detail["reason"])
+    return status, body
+
+
+def _error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
     if isinstance(exc, OSError) and exc.errno in _DISK_REFUSED:
         exc = errors.StorageError(exc)  # e.g. litestar spooling a large upload to a full /tmp
     if isinstance(exc, HTTPException):
