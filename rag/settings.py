@@ -119,6 +119,8 @@ class Settings:
     max_document_pages: int = 500
     max_document_chars: int = 2_000_000
     max_documents: int = 500
+    # Uploads that may wait to be indexed, their files held in memory; more get HTTP 503.
+    max_pending_uploads: int = 4
     # How often (seconds) the service looks whether another process (a replica, `rag index
     # add`) swapped a new index in, and then loads it; 0: only on reload or SIGHUP.
     index_watch_s: float = 2.0
@@ -142,6 +144,7 @@ class Settings:
             (self.max_answer_tokens >= 16, "max_answer_tokens must be at least 16"),
             (self.max_question_chars >= 1, "max_question_chars must be at least 1"),
             (self.max_queue >= 1, "max_queue must be at least 1"),
+            (self.max_pending_uploads >= 1, "max_pending_uploads must be at least 1"),
             (1 <= self.parallel <= 64, "parallel must be between 1 and 64"),
             (self.prefill_slice >= 1, "prefill_slice must be at least 1"),
             (self.max_history_turns >= 0, "max_history_turns must be 0 or more"),

@@ -8,8 +8,7 @@ name each refused file and why; a refused request changes nothing.
 
 from __future__ import annotations
 
-import contextlib
-import threading
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -23,9 +22,8 @@ from litestar.params import Body, FromPath, FromQuery
 
 from index_build.uploads import Upload
 from rag.serve.auth import ADMIN
-from rag.serve.errors import ERROR_RESPONSES, error_body
-from rag.serve.jobs import Job
-from rag.serve.service import Service, ServiceDep
+from rag.serve.errors import ERROR_RESPONSES
+from rag.serve.service import ServiceDep
 from rag.settings import Settings
 
 # Room for the multipart headers around the files within one upload request.
@@ -58,12 +56,10 @@ def document_routes(settings: Settings) -> list[HTTPRouteHandler]:
         service.ready()
         uploads = [Upload(f.filename, await f.read()) for f in data.file]
         job = service.jobs.create([u.name for u in uploads])
+        service.uploads.submit(job, functools.partial(service.add_documents, uploads), wait)
         if not wait:
-            threading.Thread(target=_in_background, args=(service, uploads, job),
-                             name="rag-upload", daemon=True).start()
             return Response(job.to_dict(), status_code=202)
-        await anyio.to_thread.run_sync(_run, service, uploads, job)
-        return Response(job.to_dict(), status_code=201)
+        return Response(await job.outcome(), status_code=201)
 
     return [upload_documents, list_documents, remove_document, upload_job]
 
@@ -86,16 +82,3 @@ async def remove_document(doc_id: FromPath[str], service: ServiceDep) -> dict[st
 def upload_job(job_id: FromPath[str], service: ServiceDep) -> dict[str, Any]:
     """Where an upload is: received, checking, indexing, loading, done or failed."""
     return service.jobs.get(job_id).to_dict()
-
-
-def _run(service: Service, uploads: list[Upload], job: Job) -> None:
-    try:
-        job.finish(service.add_documents(uploads, job))
-    except Exception as exc:
-        job.finish(error=error_body(exc)[1]["error"])
-        raise
-
-
-def _in_background(service: Service, uploads: list[Upload], job: Job) -> None:
-    with contextlib.suppress(Exception):  # the job holds the error; nobody waits on this thread
-        _run(service, uploads, job)

@@ -1,22 +1,37 @@
-"""Upload jobs: what a document upload is doing now, for ``GET /v1/documents/jobs/{id}``.
+"""Upload jobs: what a document upload is doing now, for ``GET /v1/documents/jobs/{id}``, and
+the queue they wait in.
 
-A job moves through stages (``received`` -> ``checking`` -> ``indexing`` -> ``loading``) to
-``done`` or ``failed``; the board keeps the latest ``KEPT`` jobs in memory (a restart forgets
-them: the documents list is what lasts).
+A job moves through stages (``received``, while it waits, -> ``checking`` -> ``indexing`` ->
+``loading``) to ``done`` or ``failed``; the board keeps the latest ``KEPT`` jobs in memory, a
+failed one for ``FAILED_KEPT_S`` (a restart forgets them: the documents list is what lasts),
+each with at most ``NAMES_KEPT`` file names of ``NAME_CHARS`` characters.
+
+Uploads are indexed one at a time by one worker thread of their own (the build is serialised
+anyway), never by the threads that answer questions; beyond ``RAG_MAX_PENDING_UPLOADS`` waiting
+(their files held in memory), an upload is refused with 503 and Retry-After.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag.errors import UnknownJobError
+import anyio
+
+from rag.errors import ServiceBusyError, UnknownJobError
+from rag.serve.errors import error_body
 
 KEPT = 200
+FAILED_KEPT_S = 600.0
+NAMES_KEPT = 50
+NAME_CHARS = 200
+POLL_S = 0.05  # how often a waiting request looks whether its job is done
 
 
 @dataclass
@@ -28,6 +43,8 @@ class Job:
     error: dict[str, Any] | None = None  # the error body a waiting client would have got
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    # What a request that waits for the job raises (its own traceback dropped: it held the files).
+    raised: Exception | None = None
 
     @property
     def status(self) -> str:
@@ -44,6 +61,19 @@ class Job:
         self.stage = "failed" if error else "done"
         self.finished_at = time.time()
 
+    def fail(self, exc: Exception, waited: bool) -> None:
+        self.raised = exc.with_traceback(None) if waited else None
+        self.finish(error=error_body(exc)[1]["error"])
+
+    async def outcome(self) -> dict[str, Any]:
+        """The job once finished; what failed it is raised (for the waiting request)."""
+        while self.finished_at is None:
+            await anyio.sleep(POLL_S)
+        if self.raised is not None:
+            raised, self.raised = self.raised, None
+            raise raised
+        return self.to_dict()
+
     def to_dict(self) -> dict[str, Any]:
         seconds = (self.finished_at or time.time()) - self.started_at
         return {"job": self.id, "status": self.status, "stage": self.stage, "files": self.files,
@@ -56,8 +86,14 @@ class JobBoard:
         self._lock = threading.Lock()
 
     def create(self, files: list[str]) -> Job:
-        job = Job(files)
+        shown = [name[:NAME_CHARS] for name in files[:NAMES_KEPT]]
+        job = Job(shown + ([f"(and {len(files) - NAMES_KEPT} more)"]
+                           if len(files) > NAMES_KEPT else []))
         with self._lock:
+            expired = [j.id for j in self._jobs.values() if j.status == "failed"
+                       and time.time() - (j.finished_at or 0.0) > FAILED_KEPT_S]
+            for job_id in expired:
+                del self._jobs[job_id]
             self._jobs[job.id] = job
             while len(self._jobs) > KEPT:
                 self._jobs.popitem(last=False)
@@ -71,3 +107,37 @@ class JobBoard:
                                   "and none survives a restart): GET /v1/documents lists what "
                                   "is indexed")
         return job
+
+
+Work = Callable[[Job], list[dict[str, Any]]]
+
+
+class UploadQueue:
+    """Upload jobs waiting for the one worker that runs them, at most ``limit`` of them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._pending: queue.Queue[tuple[Job, Work, bool]] = queue.Queue(limit)
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, job: Job, work: Work, waited: bool) -> None:
+        """Queue ``work`` for ``job``; ServiceBusyError (503) when ``limit`` already wait."""
+        try:
+            self._pending.put_nowait((job, work, waited))
+        except queue.Full:
+            raise ServiceBusyError(f"{self.limit} uploads are already waiting to be indexed "
+                                   "(setting RAG_MAX_PENDING_UPLOADS): retry later") from None
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="rag-uploads",
+                                                daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            job, work, waited = self._pending.get()
+            try:
+                job.finish(work(job))
+            except Exception as exc:  # the job carries it to its client
+                job.fail(exc, waited)

@@ -30,7 +30,7 @@ from rag.factory import for_slots, load_pipeline, warm_up, with_index
 from rag.guard import Guard
 from rag.pipeline import Pipeline
 from rag.serve.admission import Admission, ModelGate
-from rag.serve.jobs import Job, JobBoard
+from rag.serve.jobs import Job, JobBoard, UploadQueue
 from rag.settings import Settings
 from rag.types import Answer, Passage, Question
 
@@ -47,9 +47,13 @@ class Service:
     loaded_at: float | None = None
     started_at: float = field(default_factory=time.time)
     jobs: JobBoard = field(default_factory=JobBoard)
+    uploads: UploadQueue = field(init=False)
     # One reload at a time. Typed Any: litestar inspects this class (the routes' dependency),
     # and threading.Lock is a factory function, not a type it can describe.
     _reloading: Any = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.uploads = UploadQueue(self.settings.max_pending_uploads)
 
     @property
     def pipeline(self) -> Pipeline | None:
