@@ -1,3 +1,7 @@
+import threading
+import time
+
+import numpy as np
 import pytest
 
 from rag.retrieval.embedder import Embedder
@@ -51,3 +55,30 @@ def test_unrelated_question_scores_low(
     related = retriever.search("Why did Seoul keep the intelligence pact with Tokyo?")
     unrelated = retriever.search("How do I bake sourdough bread at home?")
     assert max(p.similarity for p in unrelated) < max(p.similarity for p in related)
+
+
+def test_a_question_waits_behind_one_batch_of_an_upload_not_all_of_it(
+        embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [f"Chunk {i} of a long upload about harbours and ferries. " * 4 for i in range(256)]
+    finished: dict[str, float] = {}
+    batch_started = threading.Event()
+    encode = embedder._model.encode
+
+    def signalling(*args: object, **kwargs: object) -> object:
+        batch_started.set()
+        return encode(*args, **kwargs)
+
+    def upload() -> None:
+        embedder.encode(texts)
+        finished["upload"] = time.monotonic()
+
+    monkeypatch.setattr(embedder._model, "encode", signalling)
+    worker = threading.Thread(target=upload)
+    worker.start()
+    batch_started.wait()  # the upload holds the embedder for the first of its four batches
+    question = embedder.encode(["Where do the ferries sail?"])
+    finished["question"] = time.monotonic()
+    worker.join()
+    assert finished["question"] < finished["upload"]
+    monkeypatch.undo()
+    assert np.allclose(question, embedder.encode(["Where do the ferries sail?"]), atol=1e-6)

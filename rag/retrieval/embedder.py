@@ -42,17 +42,21 @@ class Embedder:
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> Vectors:
-        if not texts:
-            return np.empty((0, self.dim), dtype=np.float32)
-        with self._lock:
-            vectors = self._model.encode(
-                texts,
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=progress,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        """L2-normalized vectors of ``texts``, one batch per hold of the lock: a question's
+        embedding waits behind at most one batch of an upload's chunks."""
+        from tqdm.auto import tqdm
+
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        # Longest first, as sentence-transformers orders one call's texts: the least padding.
+        order = np.argsort([-len(text) for text in texts], kind="stable")
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="Batches", disable=not progress):
+            rows = order[start:start + batch_size]
+            with self._lock:
+                vectors[rows] = self._model.encode(
+                    [texts[i] for i in rows], batch_size=batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False)
+        return vectors
 
 
 def _embedding_model_dir() -> Path:

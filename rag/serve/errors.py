@@ -50,7 +50,7 @@ _DESCRIBED = {
     422: "uploaded files that cannot be indexed: empty, encrypted, corrupt, without text, "
          "beyond the page, character or document limits (details name each file and why)",
     500: "an unexpected error or a server misconfiguration (see the service log)",
-    503: "loading, failed to load, or too many requests waiting (with Retry-After)",
+    503: "loading, failed to load, or too many requests or uploads waiting (with Retry-After)",
     504: "the request timed out (RAG_REQUEST_TIMEOUT_S)",
     507: "the disk refused to store an upload or its index (full, read-only): nothing changed",
 }
