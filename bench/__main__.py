@@ -20,7 +20,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from bench import build_speed, latency, llama_builds, report, scale, service, uploads
+from bench import build_speed, hostile, latency, llama_builds, report, scale, service, uploads
 from bench.naive import NaivePipeline
 from eval.gold import GoldItem, load_gold, select
 from index_build.build import build_index
@@ -37,13 +37,17 @@ SQUAD = PROJECT_ROOT.parent / "shared" / "benchmarks" / "squad2-dev-2articles"
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"llm": "default", "questions": 40, "squad_questions": 40, "generated_chunks": 20_000,
              "sizes": [10_000, 100_000, 1_000_000], "levels": {1: 10, 4: 16, 16: 32},
-             "total_questions": 200, "llama_builds": "native", "engine_chunks": 4_000},
+             "total_questions": 200, "llama_builds": "native", "engine_chunks": 4_000,
+             "hostile": "full"},
     "quick": {"llm": "small", "questions": 8, "squad_questions": 8, "generated_chunks": 2_000,
               "sizes": [10_000, 100_000], "levels": {1: 2, 4: 4, 16: 16},
-              "total_questions": 30, "llama_builds": "", "engine_chunks": 1_000},
+              "total_questions": 30, "llama_builds": "", "engine_chunks": 1_000,
+              "hostile": "quick"},
 }
 LAYOUTS = ("retrieval", "reuse", "corpus")
-PHASES = ("llama-builds", "index-build", "growth", "retrieval", "latency", "uploads", "service")
+PHASES = ("llama-builds", "index-build", "growth", "retrieval", "latency", "uploads", "service",
+          "hostile")
+HOSTILE_QUESTIONS = 4  # asked during each hostile case, and idle
 
 
 def main() -> None:
@@ -77,7 +81,7 @@ def main() -> None:
             results["llama_builds"] = llama_builds.measure(model.path, model.name,
                                                            settings.threads, others,
                                                            work / "builds")
-        if phases & {"index-build", "growth", "retrieval", "latency", "uploads", "service"}:
+        if phases - {"llama-builds"}:
             layouts = [m for m in args.layouts.split(",") if m]
             _run_pipeline_phases(phases, profile, settings, work, results, layouts,
                                  documents=not args.no_documents)
@@ -150,6 +154,15 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
         env = {"RAG_INDEX_DIR": str(scoped.index_dir), "RAG_LLM": profile["llm"],
                "RAG_MODEL_DIR": str(settings.model_dir)}
         results["uploads"] = uploads.measure(env, scoped, embedder, work)
+
+    if "hostile" in phases:
+        _phase("hostile uploads: statuses, the index unchanged, RSS, questions meanwhile")
+        scoped = settings.replace(index_dir=work / "hostile-index")
+        build_index(scoped, [BUNDLED_CORPUS], embedder)
+        env = {"RAG_INDEX_DIR": str(scoped.index_dir), "RAG_LLM": profile["llm"],
+               "RAG_MODEL_DIR": str(settings.model_dir)}
+        results["hostile"] = hostile.measure(env, scoped.index_dir,
+                                             questions[:HOSTILE_QUESTIONS], profile["hostile"])
 
     if "service" in phases:
         _phase("cold start and service under load")

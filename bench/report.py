@@ -12,7 +12,7 @@ def table(results: dict[str, Any]) -> str:
                 ("answer_latency_documents", _documents),
                 ("index_build", _index_build), ("growth", _growth),
                 ("retrieval_scale", _retrieval),
-                ("uploads", _uploads),
+                ("uploads", _uploads), ("hostile", _hostile),
                 ("service", _service)]
     for key, section in sections:
         if key in results:
@@ -122,6 +122,17 @@ def _uploads(results: dict[str, Any], add: Add) -> None:
             f" | {run['first_answer_s']:.2f} s | | | |")
         add(f"| upload {label}: accepted to served by the other replica (watch "
             f"{bench['watch_interval_s']} s) | {run['other_replica_serves_s']:.2f} s | | | |")
+
+
+def _hostile(results: dict[str, Any], add: Add) -> None:
+    bench = results["hostile"]
+    idle = bench["idle_p50_s"]
+    for label, run in bench["cases"].items():
+        statuses = ", ".join(f"{n}× {s}" for s, n in run["statuses"].items())
+        add(f"| hostile {label}: {statuses}; 5xx {run['server_errors']}, index unchanged "
+            f"{run['index_unchanged']}, RSS peak {run['rss_peak_mb']:.0f} MB | question p50 "
+            f"{run['question_p50_s']:.2f} s | idle p50 {idle:.2f} s | "
+            f"{run['question_p50_s'] / idle:.2f} | ≤ 2, RSS ≤ 3584 MB |")
 
 
 def _level(level: dict[str, Any]) -> str:

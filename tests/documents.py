@@ -48,6 +48,11 @@ def pdf_bytes(pages: list[list[str]]) -> bytes:
         shown = " ".join(f"({_escaped(line)}) Tj T*" for line in lines)
         content = f"BT /F1 11 Tf 14 TL 72 720 Td {shown} ET".encode("latin-1")
         objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
+    return pdf_of(objects)
+
+
+def pdf_of(objects: list[bytes]) -> bytes:
+    """A PDF file of ``objects`` (numbered from 1; the first is the catalog), with its xref."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []
