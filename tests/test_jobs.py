@@ -36,8 +36,10 @@ def test_uploads_beyond_the_pending_limit_are_turned_away_and_the_rest_run_in_or
     waiting = [board.create([name]) for name in ("second.txt", "third.txt")]
     for job in waiting:
         uploads.submit(job, work, waited=False)
+    refused = board.create(["fourth.txt"])
     with pytest.raises(ServiceBusyError, match="RAG_MAX_PENDING_UPLOADS"):
-        uploads.submit(board.create(["fourth.txt"]), work, waited=False)
+        uploads.submit(refused, work, waited=False)
+    assert refused.status == "failed", "a refused job must not stay 'running' on the board"
     release.set()
     assert [_finished(j).status for j in (first, *waiting)] == ["done"] * 3
     assert order == ["first.txt", "second.txt", "third.txt"]

@@ -122,12 +122,15 @@ class UploadQueue:
         self._lock = threading.Lock()
 
     def submit(self, job: Job, work: Work, waited: bool) -> None:
-        """Queue ``work`` for ``job``; ServiceBusyError (503) when ``limit`` already wait."""
+        """Queue ``work`` for ``job``; ServiceBusyError (503) when ``limit`` already wait, and
+        ``job`` is failed with it (a refused job expires from the board like any failed one)."""
         try:
             self._pending.put_nowait((job, work, waited))
         except queue.Full:
-            raise ServiceBusyError(f"{self.limit} uploads are already waiting to be indexed "
-                                   "(setting RAG_MAX_PENDING_UPLOADS): retry later") from None
+            busy = ServiceBusyError(f"{self.limit} uploads are already waiting to be indexed "
+                                    "(setting RAG_MAX_PENDING_UPLOADS): retry later")
+            job.fail(busy, waited=False)
+            raise busy from None
         with self._lock:
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="rag-uploads",
