@@ -41,11 +41,11 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # refused unread (a zip bomb inflates a few hundred kilobytes to gigabytes). Zip readers stop at a
 # member's declared size, so a member cannot inflate past what it declares.
 MAX_DOCX_INFLATED_BYTES = 256 * 1024 * 1024
-# python-docx builds the whole body's XML tree, about 30 bytes of memory per byte of it: a body
-# larger than this is refused before it is parsed (2 million characters of text, the upload limit,
-# take far less even with heavy formatting).
-MAX_DOCX_BODY_BYTES = 48 * 1024 * 1024
-DOCX_BODY = "word/document.xml"
+# python-docx builds the whole XML tree of a part it reads, about 30 bytes of memory per byte of
+# it: an XML part larger than this is refused before it is parsed (2 million characters of text,
+# the upload limit, take far less even with heavy formatting). Any part, whatever its name: the
+# package's relationships, not the name word/document.xml, say which part is the body.
+MAX_DOCX_XML_BYTES = 48 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -237,19 +237,26 @@ def _refuse_zip_bomb(raw: bytes, shown: str) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             members = archive.infolist()
+            inflated = sum(member.file_size for member in members)
+            if inflated > MAX_DOCX_INFLATED_BYTES:
+                raise InputError(
+                    f"{shown} inflates to {inflated / 2**20:.0f} MB, more than the "
+                    f"{MAX_DOCX_INFLATED_BYTES / 2**20:.0f} MB a DOCX may (a zip bomb?): "
+                    "refused unread")
+            for member in members:
+                if member.file_size > MAX_DOCX_XML_BYTES and _is_xml(archive, member):
+                    raise InputError(
+                        f"{shown}'s XML part {member.filename} is "
+                        f"{member.file_size / 2**20:.0f} MB, more than the "
+                        f"{MAX_DOCX_XML_BYTES / 2**20:.0f} MB a DOCX may: refused unread")
     except (zipfile.BadZipFile, ValueError) as exc:
         raise InputError(f"cannot read {shown} as DOCX: {exc}") from None
-    inflated = sum(member.file_size for member in members)
-    if inflated > MAX_DOCX_INFLATED_BYTES:
-        raise InputError(
-            f"{shown} inflates to {inflated / 2**20:.0f} MB, more than the "
-            f"{MAX_DOCX_INFLATED_BYTES / 2**20:.0f} MB a DOCX may (a zip bomb?): refused unread"
-        )
-    body = sum(m.file_size for m in members if m.filename == DOCX_BODY)
-    if body > MAX_DOCX_BODY_BYTES:
-        raise InputError(
-            f"{shown}'s body ({DOCX_BODY}) is {body / 2**20:.0f} MB of XML, more than the "
-            f"{MAX_DOCX_BODY_BYTES / 2**20:.0f} MB a DOCX may: refused unread")
+
+
+def _is_xml(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bool:
+    """Whether a member starts as XML does (only its first bytes are inflated): media do not."""
+    with archive.open(member) as part:
+        return part.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
 
 _BLOCK_TAGS = {

@@ -4,7 +4,7 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from index_build.reading import MAX_DOCX_BODY_BYTES, html_to_text, read_document, read_documents
+from index_build.reading import MAX_DOCX_XML_BYTES, html_to_text, read_document, read_documents
 from rag.errors import InputError
 from tests.documents import write_docx, write_encrypted_pdf, write_pdf
 
@@ -132,13 +132,16 @@ def test_docx_paragraphs_and_table_rows_in_order(tmp_path: Path) -> None:
     assert doc.page_starts == ()
 
 
-def test_a_docx_body_too_large_to_parse_is_refused_unread(tmp_path: Path) -> None:
-    """Empty paragraphs compress a thousandfold; python-docx would hold ~30 bytes per byte."""
+@pytest.mark.parametrize("part", ["word/document.xml", "word/media/body.png"])
+def test_a_docx_xml_part_too_large_to_parse_is_refused_unread(tmp_path: Path, part: str) -> None:
+    """Empty paragraphs compress a thousandfold; python-docx would hold ~30 bytes per byte. The
+    relationships may name any part the body, so the name does not matter, its content does."""
     path = tmp_path / "padded.docx"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("word/document.xml", b"<w:p/>" * (MAX_DOCX_BODY_BYTES // 6 + 1))
+        archive.writestr("word/media/photo.png", b"\x89PNG\r\n\x1a\n" + bytes(MAX_DOCX_XML_BYTES))
+        archive.writestr(part, b"<w:p/>" * (MAX_DOCX_XML_BYTES // 6 + 1))
     assert path.stat().st_size < 1_000_000
-    with pytest.raises(InputError, match=r"padded.docx's body \(word/document.xml\) is 48 MB"):
+    with pytest.raises(InputError, match=rf"padded.docx's XML part {part} is 48 MB"):
         read_document(path, "padded.docx")
 
 
