@@ -86,7 +86,7 @@ def _under(server: service.RunningServer, attack: Attack,
 
 
 def _p50(url: str, questions: list[str]) -> float:
-    return percentile([service._ask(url, q)[1] for q in questions], 50)
+    return percentile([service.ask(url, q)[1] for q in questions], 50)
 
 
 def _json_error(response: httpx.Response) -> bool:

@@ -71,7 +71,7 @@ def serve(env: dict[str, str]) -> Iterator[RunningServer]:
         process.wait(timeout=30)
 
 
-def _ask(url: str, question: str) -> tuple[int, float]:
+def ask(url: str, question: str) -> tuple[int, float]:
     started = time.perf_counter()
     response = httpx.post(f"{url}/v1/ask", json={"question": question}, timeout=600)
     return response.status_code, time.perf_counter() - started
@@ -194,7 +194,7 @@ def measure(
         stream = stream_timings(server, questions[:10])
         answered = sum(level["requests"] for level in throughput) + stream["questions"]
         for question in islice(source, max(0, total_questions - answered)):
-            _ask(server.url, question)
+            ask(server.url, question)
         after = server.memory_mb()
         return {
             "cold_start_to_ready_s": server.ready_s,

@@ -96,8 +96,7 @@ def index_info(service: ServiceDep) -> dict[str, Any]:
     return {
         "documents": [
             {"doc_id": d.doc_id, "path": without_server_paths(d.path), "chars": d.chars,
-             "chunks": d.chunks,
-             "sha256": d.sha256}
+             "chunks": d.chunks, "sha256": d.sha256}
             for d in manifest.documents
         ],
         "chunk_count": manifest.chunk_count,
