@@ -85,18 +85,21 @@ def with_index(pipeline: Pipeline, settings: Settings) -> Pipeline:
     )
 
 
-def for_slots(pipeline: Pipeline, slots: int) -> list[Pipeline]:
+def for_slots(pipeline: Pipeline, slots: int, share: bool = True) -> list[Pipeline]:
     """``pipeline`` and a copy on each further slot's own sequences (all warmed up: the prefixes
-    read by ``warm_up`` into the first are shared into the others, not read again)."""
-    return [pipeline, *(_on_slot(pipeline, slot) for slot in range(1, slots))]
+    read by ``warm_up`` into the first are shared into the others, not read again). Without
+    ``share`` the slots' sequences are left as they are: they already hold these prefixes and may
+    be answering a question right now."""
+    return [pipeline, *(_on_slot(pipeline, slot, share) for slot in range(1, slots))]
 
 
-def _on_slot(pipeline: Pipeline, slot: int) -> Pipeline:
+def _on_slot(pipeline: Pipeline, slot: int, share: bool) -> Pipeline:
     engine = pipeline.drafter.engine
 
     def moved(reader: ReaderT) -> ReaderT:
         seq = engine.sequence(f"{reader.seq.name}.{slot}")
-        engine.share(reader.seq, seq, len(reader.seq.tokens))
+        if share:
+            engine.share(reader.seq, seq, len(reader.seq.tokens))
         return replace(reader, seq=seq)
 
     drafter = replace(moved(pipeline.drafter),
@@ -117,11 +120,8 @@ def _sequences(engine: Engine, names: tuple[str, ...], slot: int = 0) -> tuple[K
     return tuple(engine.sequence(f"{name}.{slot}" if slot else name) for name in names)
 
 
-def warm_up(pipeline: Pipeline) -> None:
-    """Every fixed prompt prefix in its KV sequence, from a saved state when one matches."""
-    engine = pipeline.drafter.engine
-    key = {"index_fingerprint": pipeline.index.manifest.fingerprint,
-           "model": engine.model.identity, "build": selftest.build_id()}
+def fixed_prefixes(pipeline: Pipeline) -> list[tuple[str, KvSequence, list[int], str]]:
+    """Each reader's name, sequence, fixed prompt prefix and template version."""
     drafter = pipeline.drafter
     parts: list[tuple[str, KvSequence, list[int], str]] = [
         (f"answer-{drafter.prompt.mode}", drafter.seq, drafter.prefix,
@@ -131,6 +131,26 @@ def warm_up(pipeline: Pipeline) -> None:
                       pipeline.verifier.template.version))
     parts.append(("followup", pipeline.resolver.seq, pipeline.resolver.prefix,
                   pipeline.resolver.template.version))
+    return parts
+
+
+def same_prefixes(served: Pipeline, fresh: Pipeline) -> bool:
+    """Whether ``fresh`` reads with the same sequences and prefixes as ``served`` (an index
+    change the prompts do not show: the passages come with each question), so the KV cache
+    already holds everything ``fresh`` starts from."""
+    def plan(pipeline: Pipeline) -> list[tuple[str, str, list[int], str]]:
+        return [(name, seq.name, tokens, template)
+                for name, seq, tokens, template in fixed_prefixes(pipeline)]
+
+    return plan(served) == plan(fresh)
+
+
+def warm_up(pipeline: Pipeline) -> None:
+    """Every fixed prompt prefix in its KV sequence, from a saved state when one matches."""
+    engine = pipeline.drafter.engine
+    key = {"index_fingerprint": pipeline.index.manifest.fingerprint,
+           "model": engine.model.identity, "build": selftest.build_id()}
+    parts = fixed_prefixes(pipeline)
     folder = pipeline.index.path / KV_STATES
     for name, seq, tokens, template in parts:
         outcome = kv_state.prepare(engine, seq, tokens, folder, name,
@@ -139,8 +159,8 @@ def warm_up(pipeline: Pipeline) -> None:
                              "state": outcome}))
     # One step past the prefix pages every weight in; a loaded state touches none of them.
     first = parts[0][2]
-    engine.extend(drafter.seq, first[-1:])
-    engine.truncate(drafter.seq, len(first))
+    engine.extend(pipeline.drafter.seq, first[-1:])
+    engine.truncate(pipeline.drafter.seq, len(first))
 
 
 def _policy(settings: Settings, model: ModelChoice) -> Policy:

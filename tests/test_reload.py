@@ -12,8 +12,12 @@ import httpx
 import pytest
 
 from index_build.build import build_index
+from rag.factory import with_index
+from rag.pipeline import Pipeline
 from rag.retrieval import store
 from rag.retrieval.embedder import Embedder
+from rag.serve.admission import ModelGate
+from rag.serve.service import Service
 from rag.settings import BUNDLED_CORPUS, Settings
 from tests.conftest import make_settings
 from tests.servers import Server, running_server
@@ -117,3 +121,38 @@ def test_a_damaged_new_index_is_refused_and_the_old_one_keeps_serving(
     answer = httpx.post(f"{server.url}/v1/ask", json={"question": "Who is Taro Kono?"},
                         timeout=120)
     assert answer.status_code == 200 and answer.json()["citations"]
+
+
+def test_a_reload_swaps_the_index_in_while_a_question_holds_the_only_slot(
+    pipeline: Pipeline, embedder: Embedder, tmp_path: Path
+) -> None:
+    """The prompts' fixed prefixes do not change with the index (the passages come with each
+    question), so a reload needs no model slot: it never waits behind the questions."""
+    settings = make_settings(tmp_path / "index")
+    build_index(settings, [BUNDLED_CORPUS], embedder)
+    service = Service(settings, ModelGate(max_waiting=4, slots=1))
+    service.pipelines = [with_index(pipeline, settings)]
+    extra = tmp_path / "lighthouse.txt"
+    extra.write_text(EXTRA, encoding="utf-8")
+    build_index(settings, [BUNDLED_CORPUS, extra], embedder)
+    holding, release = threading.Event(), threading.Event()
+
+    def question(slot: int) -> None:  # a question in flight on the only slot
+        holding.set()
+        release.wait(120)
+
+    held = threading.Thread(target=service.gate.admit().run, args=(question,))
+    held.start()
+    try:
+        assert holding.wait(30)
+        outcome: list[dict[str, object]] = []
+        reload = threading.Thread(target=lambda: outcome.append(service.reload()))
+        reload.start()
+        reload.join(60)
+        assert outcome and outcome[0]["status"] == "reloaded", "the reload waited for the slot"
+    finally:
+        release.set()
+        held.join(30)
+    served = service.ready().index
+    assert sorted(d.doc_id for d in served.manifest.documents) == [
+        "gsomia_article.txt", "lighthouse.txt"]

@@ -4,9 +4,10 @@ for a new index between requests.
 ``/healthz`` answers at once and ``/readyz`` turns 200 when loading is done; every question waits
 for its turn at the ``ModelGate`` in a worker thread while the event loop stays free. A reload
 (``POST /v1/index/reload``, SIGHUP, an upload or removal here, or the watcher seeing another
-process swap a new index in) loads the new index beside the old one and swaps it in on the
-model's turn, so no request fails and each is answered from one index; if the new index does not
-load, the old one keeps serving.
+process swap a new index in) loads the new index beside the old one and swaps it in between
+questions, so no request fails and each is answered from one index; only a change of the prompts'
+fixed prefixes waits for every model slot. If the new index does not load, the old one keeps
+serving.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from litestar.di import NamedDependency
 from index_build.build import ensure_default_index
 from index_build.uploads import Upload, add_uploads, remove_documents_and_files, tidy_when_idle
 from rag import errors
-from rag.factory import for_slots, load_pipeline, warm_up, with_index
+from rag.factory import for_slots, load_pipeline, same_prefixes, warm_up, with_index
 from rag.guard import Guard
 from rag.pipeline import Pipeline
 from rag.serve.admission import Admission, ModelGate
@@ -104,15 +105,25 @@ class Service:
                     f"the new index did not load ({exc}); still serving the previous one"
                 ) from None
 
-            def swap() -> None:
-                warm_up(fresh)  # with every slot taken: the prefixes may change
-                self.pipelines = for_slots(fresh, self.gate.slots)
-
-            self.gate.run(swap)
+            self._swap_in(current, fresh)
             manifest = fresh.index.manifest
             log.info(json.dumps({"event": "reloaded", "fingerprint": manifest.fingerprint}))
             return {"status": "reloaded", "chunks": manifest.chunk_count,
                     "fingerprint": manifest.fingerprint}
+
+    def _swap_in(self, current: Pipeline, fresh: Pipeline) -> None:
+        """Serve ``fresh`` from the next question on. Questions keep their slots when the
+        prompts' fixed prefixes did not change (the passages come with each question); a new
+        prefix (the corpus layout's documents) is read with every slot taken."""
+        if same_prefixes(current, fresh):
+            self.pipelines = for_slots(fresh, self.gate.slots, share=False)
+            return
+
+        def swap() -> None:
+            warm_up(fresh)
+            self.pipelines = for_slots(fresh, self.gate.slots)
+
+        self.gate.run(swap)
 
     def add_documents(self, uploads: list[Upload], job: Job) -> list[dict[str, Any]]:
         """Store, index and swap in ``uploads`` (a worker thread's job); ``job`` follows along."""
