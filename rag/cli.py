@@ -267,14 +267,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvicorn
 
+    from rag.serve import logs
     from rag.serve.app import create_app
     from rag.serve.auth import load_keys
 
     _limit_malloc_arenas()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
     service_log = logging.getLogger("rag")
-    service_log.addHandler(handler)
+    service_log.addHandler(logs.handler(settings.log_format, sys.stderr))
     service_log.setLevel(logging.INFO)
     service_log.propagate = False
     app = create_app(settings)

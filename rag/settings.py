@@ -124,6 +124,9 @@ class Settings:
     # How often (seconds) the service looks whether another process (a replica, `rag index
     # add`) swapped a new index in, and then loads it; 0: only on reload or SIGHUP.
     index_watch_s: float = 2.0
+    # The service's log lines: "text" (each event's JSON object, with its request's id) or
+    # "json" (every line a JSON object: time, level, logger, request id, fields).
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [

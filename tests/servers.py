@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from rag.settings import Settings
 from tests.conftest import free_port
@@ -93,3 +94,9 @@ def running_server(settings: Settings, log: Path, ready: bool = True,
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def samples(scrape: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics scrape by name and labels, parsed by Prometheus' own parser."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(scrape) for s in family.samples}

@@ -12,7 +12,7 @@ import pytest
 
 from rag.settings import Settings
 from tests.conftest import ARTICLE
-from tests.servers import Server, running_server
+from tests.servers import Server, running_server, samples
 
 pytestmark = pytest.mark.llm
 
@@ -219,3 +219,37 @@ def test_a_client_that_disconnects_mid_stream_frees_the_model(server: Server) ->
     assert time.perf_counter() - started < 30
     cancelled = sum(e.get("event") == "cancelled" for e in server.events())
     assert cancelled == cancelled_before + 1, "the abandoned generation ran to its end"
+
+
+def test_metrics_count_the_questions_and_the_log_names_each_request(server: Server) -> None:
+    """Three questions (one streamed, one off the documents' subject) show in the counts and
+    histograms of /metrics; the access line of a request carries the id its client sent."""
+    before = samples(httpx.get(f"{server.url}/metrics").text)
+    asked = httpx.post(f"{server.url}/v1/ask", json={"question": QUESTION}, timeout=120,
+                       headers={"X-Request-Id": "metrics-test-1"})
+    assert asked.headers["x-request-id"] == "metrics-test-1"
+    with httpx.stream("POST", f"{server.url}/v1/ask/stream", json={"question": QUESTION},
+                      timeout=120) as streamed:
+        assert streamed.status_code == 200 and b"event: answer" in streamed.read()
+    off_topic = {"question": "What is the boiling point of mercury in kelvin?"}
+    assert httpx.post(f"{server.url}/v1/ask", json=off_topic, timeout=120).status_code == 200
+    after = samples(httpx.get(f"{server.url}/metrics").text)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    answered = grew("rag_answers_total", outcome="answered", gate="")
+    refused = sum(v - before.get(k, 0.0) for k, v in after.items()
+                  if k[0] == "rag_answers_total" and ("outcome", "refused") in k[1])
+    assert answered >= 2 and answered + refused == 3
+    assert grew("rag_answer_seconds_count") == 3
+    assert grew("rag_first_token_seconds_count") >= 2
+    assert grew("rag_answer_confidence_count") == answered
+    assert grew("rag_generator_tokens_total", kind="read") > 0
+    assert grew("rag_http_requests_total", method="POST", route="/v1/ask", status="200") == 2
+    assert grew("rag_http_requests_total", method="POST", route="/v1/ask/stream",
+                status="200") == 1
+    assert after[("rag_slots_busy", ())] == 0 and after[("rag_requests_waiting", ())] == 0
+    lines = [e for e in server.events() if e.get("request_id") == "metrics-test-1"]
+    assert any(e.get("route") == "/v1/ask" and e.get("status") == 200 for e in lines), lines

@@ -33,6 +33,16 @@ class ModelGate:
         self._counter = threading.Lock()
         self._waiting = 0
 
+    @property
+    def waiting(self) -> int:
+        """Requests admitted and not yet finished (``max_waiting`` bounds them)."""
+        return self._waiting
+
+    @property
+    def busy(self) -> int:
+        """Slots taken now."""
+        return self.slots - len(self._free)
+
     def admit(self) -> Admission:
         """A place in the queue, or ServiceBusyError when the queue is full."""
         with self._counter:

@@ -35,7 +35,7 @@ from litestar.response import Stream
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.guard import Guard
-from rag.serve import auth, openai_api
+from rag.serve import auth, logs, metrics, openai_api
 from rag.serve.admission import Admission, ModelGate
 from rag.serve.documents import MAX_FORM_PARTS, document_routes
 from rag.serve.errors import ERROR_RESPONSES, error_body, handle_error, without_server_paths
@@ -293,7 +293,7 @@ def guard_request(keys: auth.Keys, hosts: frozenset[str],
     return before
 
 
-# ---- one structured log line per request ----------------------------------------------------
+# ---- per request: its id, one structured log line, its metrics ------------------------------
 
 
 def access_log(app: ASGIApp) -> ASGIApp:
@@ -303,24 +303,45 @@ def access_log(app: ASGIApp) -> ASGIApp:
             return
         started = time.perf_counter()
         status = 500
+        rid = logs.request_id(_header(scope, b"x-request-id"))
+        token = logs.REQUEST_ID.set(rid)
 
         async def record(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []),
+                                      (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await app(scope, receive, record)
         finally:
+            latency = time.perf_counter() - started
             rag_state = scope.get("state", {}).get("rag", {})
             log.info(json.dumps({
                 "method": scope.get("method"), "route": scope["path"], "status": status,
-                "latency_s": round(time.perf_counter() - started, 3),
+                "latency_s": round(latency, 3),
                 "refused": rag_state.get("refused"), "citations": rag_state.get("citations"),
             }))
+            service: Service = scope["app"].state.service
+            # The route's template ("/v1/documents/{doc_id:str}"), not the path: few label values.
+            route = scope.get("path_template") or scope["path"]
+            service.metrics.request(scope.get("method", ""), route, status, latency)
+            logs.REQUEST_ID.reset(token)
 
     return middleware
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    value = next((v for k, v in scope.get("headers", []) if k.lower() == name), None)
+    return value.decode("latin-1") if value is not None else None
+
+
+@get("/metrics", sync_to_thread=False, include_in_schema=False)
+def prometheus_metrics(service: ServiceDep) -> Response[bytes]:
+    """Counts and histograms in the Prometheus text format (rag.serve.metrics)."""
+    return Response(service.metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
 
 # ---- the app --------------------------------------------------------------------------------
@@ -349,15 +370,16 @@ def create_app(settings: Settings) -> Litestar:
             loop.remove_signal_handler(signal.SIGHUP)
 
     return Litestar(
-        route_handlers=[healthz, readyz, index_info, reload_index, ask, ask_stream,
-                        chat_completions, *document_routes(settings)],
+        route_handlers=[healthz, readyz, prometheus_metrics, index_info, reload_index, ask,
+                        ask_stream, chat_completions, *document_routes(settings)],
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
         state=State({"service": service}),
         lifespan=[lifespan],
         on_app_init=[add_web_page],  # GET / and /static/*: the web page (rag/serve/page.py)
         before_request=guard_request(keys, auth.allowed_hosts(settings), frozenset(origins)),
         cors_config=CORSConfig(allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
-                               allow_headers=["Authorization", "Content-Type"])
+                               allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+                               expose_headers=["X-Request-Id"])
         if origins else None,
         request_max_body_size=settings.max_body_bytes,
         multipart_form_part_limit=MAX_FORM_PARTS,

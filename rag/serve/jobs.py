@@ -115,8 +115,11 @@ Work = Callable[[Job], list[dict[str, Any]]]
 class UploadQueue:
     """Upload jobs waiting for the one worker that runs them, at most ``limit`` of them."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int,
+                 on_outcome: Callable[[str], None] = lambda outcome: None) -> None:
         self.limit = limit
+        # Told "done", "failed" or "refused" (the queue was full) once per job.
+        self.on_outcome = on_outcome
         self._pending: queue.Queue[tuple[Job, Work, bool]] = queue.Queue(limit)
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -130,6 +133,7 @@ class UploadQueue:
             busy = ServiceBusyError(f"{self.limit} uploads are already waiting to be indexed "
                                     "(setting RAG_MAX_PENDING_UPLOADS): retry later")
             job.fail(busy, waited=False)
+            self.on_outcome("refused")
             raise busy from None
         with self._lock:
             if self._worker is None:
@@ -144,3 +148,9 @@ class UploadQueue:
                 job.finish(work(job))
             except Exception as exc:  # the job carries it to its client
                 job.fail(exc, waited)
+            self.on_outcome(job.status)
+
+    @property
+    def pending(self) -> int:
+        """Jobs waiting for the worker (the one it runs is not counted)."""
+        return self._pending.qsize()

@@ -32,6 +32,7 @@ from rag.guard import Guard
 from rag.pipeline import Pipeline
 from rag.serve.admission import Admission, ModelGate
 from rag.serve.jobs import Job, JobBoard, UploadQueue
+from rag.serve.metrics import Metrics
 from rag.settings import Settings
 from rag.types import Answer, Passage, Question
 
@@ -49,12 +50,15 @@ class Service:
     started_at: float = field(default_factory=time.time)
     jobs: JobBoard = field(default_factory=JobBoard)
     uploads: UploadQueue = field(init=False)
+    metrics: Metrics = field(init=False)
     # One reload at a time. Typed Any: litestar inspects this class (the routes' dependency),
     # and threading.Lock is a factory function, not a type it can describe.
     _reloading: Any = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.uploads = UploadQueue(self.settings.max_pending_uploads)
+        self.metrics = Metrics(waiting=lambda: self.gate.waiting, busy_slots=lambda: self.gate.busy,
+                               pending_uploads=lambda: self.uploads.pending)
+        self.uploads = UploadQueue(self.settings.max_pending_uploads, self.metrics.upload)
 
     @property
     def pipeline(self) -> Pipeline | None:
@@ -165,21 +169,40 @@ class Service:
         on_delta: Callable[[str], None] | None = None,
     ) -> Answer:
         self.ready()
+        clock = _FirstText(on_delta)
 
         def job(slot: int) -> Answer:
+            clock.turn_at = time.perf_counter()
             # Taken on the slot, not before: a reload in between swaps every slot's pipeline.
             return self.pipelines[slot].ask(question, on_passages=on_passages,
-                                            on_delta=on_delta, guard=guard)
+                                            on_delta=clock.delta, guard=guard)
 
         started = time.perf_counter()
         try:
-            return await anyio.to_thread.run_sync(admission.run, job, guard)
+            answer = await anyio.to_thread.run_sync(admission.run, job, guard)
+            self.metrics.answer(answer, clock.first_text_s)
+            return answer
         except (errors.CancelledError, errors.DeadlineExceededError) as exc:
             # A stopped generation is worth a line: the access log cannot tell it from an answer.
             event = "cancelled" if isinstance(exc, errors.CancelledError) else "timeout"
             log.info(json.dumps({"event": event,
                                  "after_s": round(time.perf_counter() - started, 3)}))
             raise
+
+
+@dataclass
+class _FirstText:
+    """When a question's first answer text came, from its turn at the model (for /metrics)."""
+
+    on_delta: Callable[[str], None] | None
+    turn_at: float = 0.0
+    first_text_s: float | None = None
+
+    def delta(self, text: str) -> None:
+        if self.first_text_s is None:
+            self.first_text_s = time.perf_counter() - self.turn_at
+        if self.on_delta is not None:
+            self.on_delta(text)
 
 
 # How a route asks for the service (litestar injects it by this name).
