@@ -207,13 +207,13 @@ def test_questions_asked_during_three_uploads_are_all_answered(server: Server) -
             answers.append((response.status_code, response.json()))
 
     threads = [threading.Thread(target=send, args=fact) for fact in facts]
-    threads += [threading.Thread(target=questions, args=(10,)) for _ in range(2)]
+    threads += [threading.Thread(target=questions, args=(5,)) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert uploads == [201, 201, 201]
-    assert [status for status, _ in answers] == [200] * 20
+    assert [status for status, _ in answers] == [200] * 10
     final = documents(server)
     assert sorted(d["name"] for d in final.values()) == [
         "gsomia_article.txt", "note0.txt", "note1.txt", "note2.txt"]
