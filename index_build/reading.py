@@ -21,9 +21,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.errors import InputError
 from rag.types import Document
+
+if TYPE_CHECKING:
+    from pypdf import PageObject
 
 # Part of the index recipe: a change to how text is extracted must read documents again.
 READER_VERSION = "reading-2"
@@ -46,6 +50,10 @@ MAX_DOCX_INFLATED_BYTES = 256 * 1024 * 1024
 # the upload limit, take far less even with heavy formatting). Any part, whatever its name: the
 # package's relationships, not the name word/document.xml, say which part is the body.
 MAX_DOCX_XML_BYTES = 48 * 1024 * 1024
+# A PDF page's content stream (its drawing operators, text among them), decompressed. A page of
+# text takes kilobytes, a dense vector drawing a few megabytes; pypdf parses it in Python at about
+# 5 s per megabyte here, with the GIL held, so a longer one is refused before its text is read.
+MAX_PDF_PAGE_CONTENT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,8 @@ def pdf_text(
         too_long = max_pages is not None and count > max_pages
         pages: list[str] = []
         chars = 0
-        for page in [] if locked or too_long else reader.pages:
+        for number, page in enumerate([] if locked or too_long else reader.pages, start=1):
+            _check_page_content(page, number, shown)
             pages.append((page.extract_text() or "").strip())
             chars += len(pages[-1]) + len(PAGE_SEPARATOR)
             check_length(chars - len(PAGE_SEPARATOR), max_chars, shown)
@@ -202,6 +211,17 @@ def pdf_text(
         starts.append(offset)
         offset += len(text) + len(PAGE_SEPARATOR)
     return PAGE_SEPARATOR.join(pages), tuple(starts)
+
+
+def _check_page_content(page: PageObject, number: int, shown: str) -> None:
+    """Refuse a page whose content stream is too long to extract text from in reasonable time
+    (pages sharing one huge stream would each parse all of it, holding the GIL meanwhile)."""
+    contents = page.get_contents()
+    size = len(contents.get_data()) if contents is not None else 0
+    if size > MAX_PDF_PAGE_CONTENT_BYTES:
+        raise InputError(f"{shown}'s page {number} has {size / 2**20:.0f} MB of content, more "
+                         f"than the {MAX_PDF_PAGE_CONTENT_BYTES // 2**20} MB a PDF page may: "
+                         "refused before its text is extracted")
 
 
 def old_word_file(shown: str) -> str:

@@ -1,4 +1,5 @@
 import zipfile
+import zlib
 from pathlib import Path
 
 import pypdf
@@ -6,7 +7,7 @@ import pytest
 
 from index_build.reading import MAX_DOCX_XML_BYTES, html_to_text, read_document, read_documents
 from rag.errors import InputError
-from tests.documents import write_docx, write_encrypted_pdf, write_pdf
+from tests.documents import pdf_of, write_docx, write_encrypted_pdf, write_pdf
 
 PAGES = [
     ["The first page opens the report.", "It has two sentences on two lines."],
@@ -156,3 +157,26 @@ def test_pdf_extraction_stops_at_the_first_page_past_the_character_limit(
         read_document(pdf, "long.pdf", max_chars=40)
     assert len(extracted) == 2
     assert read_document(pdf, "long.pdf", max_chars=1000).text.count("Page") == 6
+
+
+def test_a_pdf_page_drawing_megabytes_of_content_is_refused_before_extraction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thirty pages sharing one compressed stream of 5 MB of text (a file of kilobytes): no page's
+    text is extracted, the refusal names the file, the page and the limit."""
+    line = b"BT /F1 9 Tf 72 700 Td (" + b"Harbour ferry timetable " * 40 + b") Tj ET\n"
+    stream = zlib.compress(line * (5 * 2**20 // len(line)), 9)
+    pages = 30
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+    pdf = tmp_path / "shared.pdf"
+    pdf.write_bytes(pdf_of([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
+        *[b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+          b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"] * pages]))
+    assert pdf.stat().st_size < 100_000
+    monkeypatch.setattr(pypdf.PageObject, "extract_text", lambda *a, **k: pytest.fail("read"))
+    with pytest.raises(InputError, match=r"shared.pdf's page 1 has 5 MB of content, more than "
+                                         r"the 4 MB a PDF page may"):
+        read_document(pdf, "shared.pdf")
