@@ -40,8 +40,13 @@ def test_uploads_beyond_the_pending_limit_are_turned_away_and_the_rest_run_in_or
     with pytest.raises(ServiceBusyError, match="RAG_MAX_PENDING_UPLOADS"):
         uploads.submit(refused, work, waited=False)
     assert refused.status == "failed", "a refused job must not stay 'running' on the board"
+    assert (uploads.running, uploads.pending) == (1, 2)  # what /metrics shows
     release.set()
     assert [_finished(j).status for j in (first, *waiting)] == ["done"] * 3
+    deadline = time.monotonic() + 10  # the worker marks itself idle just after the job ends
+    while uploads.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (uploads.running, uploads.pending) == (0, 0)
     assert order == ["first.txt", "second.txt", "third.txt"]
     assert threads == {"rag-uploads"}  # not a thread of the pool that answers questions
 

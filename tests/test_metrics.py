@@ -25,7 +25,8 @@ def _answer(refused: bool, reason: str = "", confidence: float | None = None) ->
 
 
 def test_answers_refusals_by_gate_tokens_and_gauges_are_counted() -> None:
-    metrics = Metrics(waiting=lambda: 3, busy_slots=lambda: 1, pending_uploads=lambda: 2)
+    metrics = Metrics(waiting=lambda: 3, busy_slots=lambda: 1, pending_uploads=lambda: 2,
+                      running_uploads=lambda: 1)
     metrics.answer(_answer(False, confidence=0.82), first_text_s=0.4)
     metrics.answer(_answer(True, "relevance: best passage similarity 0.02 < 0.05"), None)
     metrics.answer(_answer(True, "confidence: P(right) 0.31 < 0.5 (fitted)"), None)
@@ -46,6 +47,7 @@ def test_answers_refusals_by_gate_tokens_and_gauges_are_counted() -> None:
     assert got[("rag_requests_waiting", ())] == 3
     assert got[("rag_slots_busy", ())] == 1
     assert got[("rag_uploads_waiting", ())] == 2
+    assert got[("rag_uploads_running", ())] == 1
 
 
 def test_a_refusal_reason_is_labelled_by_its_gate_only() -> None:

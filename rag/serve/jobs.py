@@ -121,6 +121,7 @@ class UploadQueue:
         # Told "done", "failed" or "refused" (the queue was full) once per job.
         self.on_outcome = on_outcome
         self._pending: queue.Queue[tuple[Job, Work, bool]] = queue.Queue(limit)
+        self.running = 0  # 1 while the worker indexes a job
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -144,10 +145,13 @@ class UploadQueue:
     def _work(self) -> None:
         while True:
             job, work, waited = self._pending.get()
+            self.running = 1
             try:
                 job.finish(work(job))
             except Exception as exc:  # the job carries it to its client
                 job.fail(exc, waited)
+            finally:
+                self.running = 0
             self.on_outcome(job.status)
 
     @property

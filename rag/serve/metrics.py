@@ -4,7 +4,7 @@ One registry per service (a test process may run several apps): HTTP requests by
 status, answer latency and time to the first streamed text, answers and refusals by the gate that
 refused, the confidence of answers given, tokens read and written by the generator, upload jobs
 by outcome; and, read at scrape time, the requests waiting for a model slot, the slots busy and
-the uploads waiting to be indexed.
+the uploads waiting to be indexed or being indexed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ CONFIDENCE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 class Metrics:
     def __init__(self, waiting: Callable[[], int], busy_slots: Callable[[], int],
-                 pending_uploads: Callable[[], int]) -> None:
+                 pending_uploads: Callable[[], int], running_uploads: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
         self.requests = Counter("rag_http_requests", "HTTP requests answered, by route and status",
@@ -59,6 +59,7 @@ class Metrics:
             ("rag_requests_waiting", "Questions admitted and waiting for a model slot", waiting),
             ("rag_slots_busy", "Model slots answering a question now", busy_slots),
             ("rag_uploads_waiting", "Upload jobs waiting to be indexed", pending_uploads),
+            ("rag_uploads_running", "Upload jobs being indexed now (0 or 1)", running_uploads),
         ):
             Gauge(name, text, registry=registry).set_function(read)
 

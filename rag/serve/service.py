@@ -57,7 +57,8 @@ class Service:
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(waiting=lambda: self.gate.waiting, busy_slots=lambda: self.gate.busy,
-                               pending_uploads=lambda: self.uploads.pending)
+                               pending_uploads=lambda: self.uploads.pending,
+                               running_uploads=lambda: self.uploads.running)
         self.uploads = UploadQueue(self.settings.max_pending_uploads, self.metrics.upload)
 
     @property
