@@ -13,6 +13,8 @@ anyway), never by the threads that answer questions; beyond ``RAG_MAX_PENDING_UP
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import queue
 import threading
 import time
@@ -153,8 +155,18 @@ class UploadQueue:
             finally:
                 self.running = 0
             self.on_outcome(job.status)
+            _return_freed_memory()
 
     @property
     def pending(self) -> int:
         """Jobs waiting for the worker (the one it runs is not counted)."""
         return self._pending.qsize()
+
+
+def _return_freed_memory() -> None:
+    """Give the heap an upload freed back to the system (glibc keeps it otherwise: after a flood
+    of large multipart uploads the service stayed 0.9 GB above its loaded size)."""
+    libc = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None  # glibc only
+    if trim is not None:
+        trim(0)
