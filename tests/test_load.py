@@ -1,8 +1,8 @@
 """A bounded load test and fuzzing of the real service (small model): questions from more clients
 than the queue holds, waiting out each 503 as told (Retry-After), are all answered, each one
 right, with no crash and memory back near its warm level (a short check in `make test`, the long
-load in `make soak`); schemathesis finds no 5xx and no response off the schema in 100 examples
-per route."""
+load in `make soak`); 50 questions drawn by hypothesis get an answer or a clean 4xx; schemathesis
+finds no 5xx and no response off the schema in 100 examples per route."""
 
 import time
 from collections.abc import Iterator
@@ -138,7 +138,7 @@ def small(embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield running
 
 
-@hypothesis.settings(max_examples=100, deadline=None, derandomize=True,
+@hypothesis.settings(max_examples=50, deadline=None, derandomize=True,
                      suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(question=strategies.text(min_size=1, max_size=2000), top_k=strategies.integers(1, 20))
 def test_any_question_and_top_k_in_range_get_an_answer_or_a_clean_4xx(
