@@ -18,6 +18,8 @@ from typing import Any, Literal
 from rag.errors import SettingsError
 
 ENV_PREFIX = "RAG_"
+# How `rag serve` writes its log lines (rag.serve.logs).
+LOG_FORMATS = ("text", "json")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CORPUS = PROJECT_ROOT / "corpus" / "gsomia_article.txt"
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
@@ -126,7 +128,7 @@ class Settings:
     index_watch_s: float = 2.0
     # The service's log lines: "text" (each event's JSON object, with its request's id) or
     # "json" (every line a JSON object: time, level, logger, request id, fields).
-    log_format: str = "text"
+    log_format: str = "text"  # one of LOG_FORMATS
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [

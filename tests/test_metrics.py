@@ -13,7 +13,7 @@ from rag.serve import app as http_app
 from rag.serve import logs
 from rag.serve.metrics import Metrics, refusing_gate
 from rag.serve.service import Service
-from rag.settings import Settings
+from rag.settings import LOG_FORMATS, Settings
 from rag.types import Answer, Timings, Trace
 from tests.servers import samples
 
@@ -66,7 +66,7 @@ def test_a_clients_request_id_is_kept_only_when_short_and_plain(sent: str | None
         assert len(rid) == 32 and int(rid, 16) >= 0
 
 
-@pytest.mark.parametrize("log_format", logs.LOG_FORMATS)
+@pytest.mark.parametrize("log_format", LOG_FORMATS)
 def test_every_log_line_of_a_request_names_it(log_format: str) -> None:
     out = io.StringIO()
     log = logging.getLogger(f"rag.test.{log_format}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import queue
 import threading
 import time
@@ -166,7 +167,13 @@ class UploadQueue:
 def _return_freed_memory() -> None:
     """Give the heap an upload freed back to the system (glibc keeps it otherwise: after a flood
     of large multipart uploads the service stayed 0.9 GB above its loaded size)."""
-    libc = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None  # glibc only
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, looked up once (find_library runs ldconfig); None elsewhere."""
+    libc = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None

@@ -18,7 +18,6 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
-LOG_FORMATS = ("text", "json")
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 # A client's id is echoed into headers and logs: only short, plain ones are taken.
 _USABLE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -78,7 +77,7 @@ def _fields(message: str) -> dict[str, Any] | None:
 
 
 def handler(log_format: str, stream: Any) -> logging.Handler:
-    """A handler writing ``log_format`` lines (one of LOG_FORMATS) to ``stream``."""
+    """A handler writing ``log_format`` lines (``rag.settings.LOG_FORMATS``) to ``stream``."""
     out = logging.StreamHandler(stream)
     out.setFormatter(_Json() if log_format == "json" else _Text("%(message)s"))
     out.addFilter(_WithRequestId())
