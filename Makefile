@@ -110,14 +110,15 @@ unit: installed $(RAY) $(BROWSER_STAMP)
 
 # The quality gates (eval/thresholds.toml), each on the article's tuning split: the default model
 # against [default] in every CI run (make test); the small model against [small] in make eval and
-# here (bounds from committed runs).
+# here (bounds from committed runs). A gate measures only what the service measures for its answers
+# (--as-served: the same answers, 13% faster); make eval writes the full reports the fit replays.
 gate: installed
-	$(EVAL) --llm small --gold $(GOLD) --docs $(CORPUS) --check \
-		--json $(REPORTS)/article-tune-small.json --markdown $(REPORTS)/article-tune-small.md
+	$(EVAL) --llm small --gold $(GOLD) --docs $(CORPUS) --check --as-served \
+		--json $(REPORTS)/gate-small.json --markdown $(REPORTS)/gate-small.md
 
 gate-default: installed
-	$(EVAL) --llm default --gold $(GOLD) --docs $(CORPUS) --check \
-		--json $(REPORTS)/article-tune-default.json --markdown $(REPORTS)/article-tune-default.md
+	$(EVAL) --llm default --gold $(GOLD) --docs $(CORPUS) --check --as-served \
+		--json $(REPORTS)/gate-default.json --markdown $(REPORTS)/gate-default.md
 
 test: lint unit gate-default
 

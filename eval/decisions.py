@@ -91,6 +91,10 @@ def load_report(path: Path) -> Report:
 def load_rows(data: dict[str, Any]) -> list[Row]:
     """A report's questions, each with its trace (and its kind from the gold file, for a report
     written before reports recorded it)."""
+    if data.get("explained") is False:
+        raise ValueError(f"{data['gold']}: this report was run --as-served, so its traces hold "
+                         "only what the service measured: run `python -m eval` without "
+                         "--as-served (as make eval does) for a report to replay or fit on")
     kinds = _gold_kinds(data) if any("kind" not in q for q in data["per_question"]) else {}
     return [_row(q | {"kind": q.get("kind", kinds.get(q["id"]))}) for q in data["per_question"]]
 

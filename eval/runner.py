@@ -64,6 +64,9 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when a metric misses its bound in eval/thresholds.toml")
     parser.add_argument("--gate", help="thresholds section (default: the --llm choice)")
+    parser.add_argument("--as-served", action="store_true",
+                        help="measure only what the service measures for its decision (faster; "
+                             "the report cannot be replayed with another policy or fitted on)")
     return parser
 
 
@@ -77,7 +80,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"note: [{section}] in eval/thresholds.toml sets no bounds yet: nothing is gated",
               file=sys.stderr)
     started = time.perf_counter()
-    with open_pipeline(settings, docs) as pipeline:
+    with open_pipeline(settings, docs, explain=not args.as_served) as pipeline:
         rows, outcomes = run_questions(pipeline, settings, items)
     values = metrics.compute(outcomes)
     counts = metrics.counts(outcomes)
@@ -98,6 +101,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         "commit": commit(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - started, 1),
+        "explained": not args.as_served,
         "gate": [asdict(c) | {"passed": c.passed} for c in checks],
         "per_question": rows,
     }
@@ -181,19 +185,21 @@ def docs_named(paths: list[Path], names: list[str]) -> list[Path]:
     return files
 
 
-# Every draft is measured in full and every gate's verdict recorded (the answers do not change),
-# so other policies can be replayed on the report (python -m eval.decisions, eval.fit).
+# Explaining, every draft is measured in full and every gate's verdict recorded, so other policies
+# can be replayed on the report (python -m eval.decisions, eval.fit); as served, only what the
+# service's own decision needs is measured.
 @contextmanager
-def open_pipeline(settings: Settings, docs: list[Path] | None) -> Iterator[Pipeline]:
+def open_pipeline(settings: Settings, docs: list[Path] | None,
+                  explain: bool = True) -> Iterator[Pipeline]:
     embedder = Embedder(settings.threads)
     if not docs:
         ensure_default_index(settings, announce=lambda msg: print(msg, file=sys.stderr))
-        yield load_pipeline(settings, embedder, explain=True)
+        yield load_pipeline(settings, embedder, explain=explain)
         return
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as folder:
         scoped = settings.replace(index_dir=Path(folder) / "index")
         build_index(scoped, docs, embedder)
-        yield load_pipeline(scoped, embedder, explain=True)
+        yield load_pipeline(scoped, embedder, explain=explain)
 
 
 def run_questions(

@@ -47,10 +47,12 @@ def load_pipeline(settings: Settings, embedder: Embedder | None = None,
     """The index at ``settings.index_dir`` and the configured models, ready to answer; with
     ``explain`` every draft is measured in full (the eval harness replays other policies).
     ``slots`` above one makes room for that many requests at once (``for_slots``)."""
-    embedder = embedder or Embedder(settings.threads)
-    index = load_index(settings.index_dir, embedder.name)
+    # The index and the model file are checked before the embedder loads (seconds of imports),
+    # so a missing or mismatched one is reported at once.
+    index = load_index(settings.index_dir, Embedder.name)
     model = choose_model(settings)
     policy = _policy(settings, model)
+    embedder = embedder or Embedder(settings.threads)
     engine = load_engine(settings, model, _sequence_names(slots), slots)
     verifier = None
     if policy.measures or explain:

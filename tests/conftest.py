@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +22,9 @@ from rag.retrieval.embedder import Embedder
 from rag.retrieval.store import StoredIndex, load_index
 from rag.settings import BUNDLED_CORPUS, Settings
 from rag.types import Answer, Question, Turn
+
+if TYPE_CHECKING:
+    from tests.servers import Server
 
 ARTICLE = BUNDLED_CORPUS.read_text(encoding="utf-8")
 DEFAULTS = Settings()
@@ -71,3 +75,15 @@ def pipeline(
     settings: Settings, embedder: Embedder, article_index: StoredIndex
 ) -> Iterator[Pipeline]:
     yield load_pipeline(settings, embedder)
+
+
+@pytest.fixture(scope="session")
+def article_server(settings: Settings, article_index: StoredIndex,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `rag serve` over the article index for every module that needs no setting of its own
+    (each start loads the models: about 20 s here). Its queue holds 4 waiting requests."""
+    from tests.servers import running_server  # it imports this module
+
+    log = tmp_path_factory.mktemp("server") / "service.log"
+    with running_server(settings, log, RAG_MAX_QUEUE="4") as running:
+        yield running

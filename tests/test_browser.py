@@ -7,8 +7,6 @@ reports/screenshots/.
 """
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rag.settings import Settings
-from tests.conftest import ARTICLE, free_port
+from tests.conftest import ARTICLE
+from tests.servers import Server
 
 pytestmark = pytest.mark.llm
 
@@ -45,32 +43,9 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
-@pytest.fixture(scope="module")
-def server(settings: Settings, article_index: object) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_LLM": "small",
-           "RAG_MODEL_DIR": str(settings.model_dir)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "the server exited while starting"
-            time.sleep(0.2)
-        else:
-            pytest.fail("the service never became ready")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+@pytest.fixture
+def server(article_server: Server) -> str:
+    return article_server.url
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from eval.decisions import load_rows
 from eval.metrics import METRIC_NAMES
 from rag.settings import PROMPTS_DIR, Settings
 
@@ -69,6 +70,7 @@ def test_eval_of_another_document_writes_every_metric(
     row = data["per_question"][0]
     assert set(row["pass"]) == {"answer_strict", "answer_em", "answer_str_em", "refusal",
                                 "citation_precision", "citation_recall", "retrieval"}
+    assert data["explained"] is True  # every draft measured: other policies can be replayed
     assert markdown.read_text().startswith("# Eval report")
     assert "| answer_str_em |" in result.stdout
 
@@ -86,8 +88,14 @@ def test_gate_fails_when_quality_drops(
     )
     doc, gold = corpus
     env = {"RAG_PROMPTS_DIR": str(prompts), "RAG_PROMPT": "lazy"}
-    result = rag_eval("--gold", str(gold), "--docs", str(doc), "--check", settings=settings,
-                      extra_env=env)
+    report = tmp_path / "gate.json"
+    # As `make test` gates: measuring only what the service measures.
+    result = rag_eval("--gold", str(gold), "--docs", str(doc), "--check", "--as-served",
+                      "--json", str(report), settings=settings, extra_env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "quality gate FAILED" in result.stderr
     assert "answer_strict" in result.stderr
+    data = json.loads(report.read_text())
+    assert data["explained"] is False
+    with pytest.raises(ValueError, match="--as-served"):
+        load_rows(data)  # its traces cannot be replayed under another policy

@@ -10,21 +10,17 @@ import httpx
 import openai
 import pytest
 
-from rag.settings import Settings
 from tests.conftest import ARTICLE
-from tests.servers import Server, running_server, samples
+from tests.servers import Server, samples
 
 pytestmark = pytest.mark.llm
 
 QUESTION = "Who is Japan's foreign minister quoted in the article?"
 
 
-@pytest.fixture(scope="module")
-def server(settings: Settings, article_index: object,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    log = tmp_path_factory.mktemp("server") / "service.log"
-    with running_server(settings, log, RAG_MAX_QUEUE="4") as running:
-        yield running
+@pytest.fixture
+def server(article_server: Server) -> Server:
+    return article_server
 
 
 def test_readyz_flips_to_200_after_loading(server: Server) -> None:
