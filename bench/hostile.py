@@ -26,7 +26,7 @@ import httpx
 
 from bench import service
 from eval.metrics import percentile
-from tests.documents import pdf_of  # the PDF writer the tests use
+from eval.sample_files import pdf_of
 
 SIZES: dict[str, dict[str, int]] = {
     "full": {"docx_body_mb": 200, "pdf_stream_mb": 70, "pdf_pages": 30, "text_files": 15,

@@ -12,72 +12,16 @@ counted apart.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bench.naive import NaivePipeline
 from eval.gold import GoldItem
 from eval.metrics import is_right, percentile
-from rag.guard import NO_GUARD, Guard
-from rag.llm.engine import Engine, KvSequence, Logits
+from rag.llm.engine import Engine
+from rag.llm.recording import Call, recording
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import Question
-
-
-@dataclass(frozen=True)
-class Call:
-    """One read of the engine: ``tokens`` into ``seq`` at ``start``, read or (``block``)
-    appended from a stored state that was read at ``origin``; or several sequences' reads side
-    by side (``side``: each one's sequence, start and tokens); or ``seq``'s cells shared into
-    ``fork_to`` (candidate answers)."""
-
-    seq: KvSequence
-    start: int
-    tokens: list[int]
-    outputs: tuple[int, ...] = ()
-    block: Path | None = None
-    origin: int = 0
-    side: tuple[tuple[KvSequence, int, list[int]], ...] = ()
-    fork_to: tuple[KvSequence, ...] = ()
-
-
-@contextmanager
-def recording(engine: Engine) -> Iterator[list[Call]]:
-    """Record every read the engine makes, every stored block it appends and every fork."""
-    calls: list[Call] = []
-
-    def extend(seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
-               guard: Guard = NO_GUARD) -> list[Logits]:
-        calls.append(Call(seq, len(seq.tokens), list(tokens), tuple(outputs)))
-        return Engine.extend(engine, seq, tokens, outputs, guard)
-
-    def extend_each(reads: Sequence[tuple[KvSequence, Sequence[int]]],
-                    guard: Guard = NO_GUARD) -> list[Logits]:
-        side = tuple((seq, len(seq.tokens), list(tokens)) for seq, tokens in reads)
-        calls.append(Call(reads[0][0], len(reads[0][0].tokens), [], side=side))
-        return Engine.extend_each(engine, reads, guard)
-
-    def insert_block(seq: KvSequence, path: Path, tokens: Sequence[int], origin: int) -> bool:
-        calls.append(Call(seq, len(seq.tokens), list(tokens), block=path, origin=origin))
-        return Engine.insert_block(engine, seq, path, tokens, origin)
-
-    def fork(source: KvSequence, targets: Sequence[KvSequence]) -> None:
-        if targets:  # a fork into no sequence reads and shares nothing
-            calls.append(Call(source, len(source.tokens), [], fork_to=tuple(targets)))
-        Engine.fork(engine, source, targets)
-
-    engine.extend = extend  # type: ignore[method-assign]
-    engine.extend_each = extend_each  # type: ignore[method-assign]
-    engine.insert_block = insert_block  # type: ignore[method-assign]
-    engine.fork = fork  # type: ignore[method-assign]
-    try:
-        yield calls
-    finally:
-        del engine.extend, engine.extend_each, engine.insert_block, engine.fork
 
 
 def replay(engine: Engine, calls: list[Call]) -> dict[str, float]:

@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 
 from bench import service
+from eval.sample_files import pdf_bytes
 from index_build.build import build_index
 from index_build.chunking import sentence_spans
 from rag.retrieval.embedder import Embedder
 from rag.settings import BUNDLED_CORPUS, Settings
-from tests.documents import pdf_bytes  # the PDF writer the tests use (pypdf cannot lay out text)
 
 LINES_PER_PAGE = 40
 LINE_CHARS = 90

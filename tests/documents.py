@@ -1,15 +1,22 @@
-"""Test corpora made on the fly: small text corpora, PDFs written by hand (pypdf reads but cannot
-lay out text), DOCX files with python-docx; a counting wrapper around the embedder and a check
-that two indexes hold the same thing."""
+"""Test corpora made on the fly (small text corpora; files of other formats come from
+``eval.sample_files``), a counting wrapper around the embedder, a check that two indexes hold the
+same thing, and what an upload test needs: the state a refused upload must leave, a zip bomb, an
+upload killed mid-write."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import subprocess
+import sys
+import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
-from pypdf import PdfReader, PdfWriter
 
+from index_build.uploads import documents_dir
+from rag.retrieval import store
 from rag.retrieval.embedder import Embedder
 from rag.retrieval.search import Retriever
 from rag.retrieval.store import StoredIndex
@@ -30,77 +37,6 @@ def tiny_corpus(folder: Path, count: int) -> Path:
             encoding="utf-8",
         )
     return folder
-
-
-def pdf_bytes(pages: list[list[str]]) -> bytes:
-    """A minimal valid PDF: one page per item, each line of text drawn in Helvetica."""
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [%s] /Count %d >>"
-        % (b" ".join(b"%d 0 R" % (4 + 2 * i) for i in range(len(pages))), len(pages)),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    for i, lines in enumerate(pages):
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (5 + 2 * i)
-        )
-        shown = " ".join(f"({_escaped(line)}) Tj T*" for line in lines)
-        content = f"BT /F1 11 Tf 14 TL 72 720 Td {shown} ET".encode("latin-1")
-        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
-    return pdf_of(objects)
-
-
-def pdf_of(objects: list[bytes]) -> bytes:
-    """A PDF file of ``objects`` (numbered from 1; the first is the catalog), with its xref."""
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-              % (len(objects) + 1, xref))
-    return out.getvalue()
-
-
-def _escaped(line: str) -> str:
-    return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-
-
-def write_pdf(path: Path, pages: list[list[str]]) -> Path:
-    path.write_bytes(pdf_bytes(pages))
-    return path
-
-
-def write_encrypted_pdf(
-    path: Path, pages: list[list[str]], user_password: str, owner_password: str = "owner"
-) -> Path:
-    """An encrypted PDF; with an empty ``user_password`` it opens without one (it only restricts
-    copying and printing)."""
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes(pages))))
-    writer.encrypt(user_password, owner_password, algorithm="AES-128")
-    with path.open("wb") as f:
-        writer.write(f)
-    return path
-
-
-def write_docx(path: Path, paragraphs: list[str], table: list[list[str]] | None = None) -> Path:
-    import docx
-
-    document = docx.Document()
-    for paragraph in paragraphs:
-        document.add_paragraph(paragraph)
-    if table:
-        grid = document.add_table(rows=len(table), cols=len(table[0]))
-        for r, row in enumerate(table):
-            for c, text in enumerate(row):
-                grid.cell(r, c).text = text
-    document.save(str(path))
-    return path
 
 
 class CountingEmbedder(Embedder):
@@ -151,3 +87,45 @@ def assert_same_index(
         found = Retriever(built, embedder, settings).search(query, 8)
         wanted = Retriever(expected, embedder, settings).search(query, 8)
         assert [p.chunk.chunk_id for p in found] == [p.chunk.chunk_id for p in wanted], query
+
+
+def state(settings: Settings) -> tuple[str, str, list[str]]:
+    """What must not change when an upload is refused: the build, its manifest, stored files."""
+    build = settings.index_dir.resolve()
+    stored = documents_dir(settings.index_dir)
+    files = sorted(p.name for p in stored.iterdir()) if stored.is_dir() else []
+    manifest = hashlib.sha256((build / store.MANIFEST).read_bytes()).hexdigest()
+    return build.name, manifest, files
+
+
+def zip_bomb() -> bytes:
+    """A DOCX-looking zip of a few hundred kilobytes that inflates to 300 MB."""
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", b"\0" * (300 * 2**20))
+    return packed.getvalue()
+
+
+KILLED_MID_WRITE = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from index_build import writing
+    from index_build.uploads import Upload, add_uploads
+    from tests.conftest import make_settings
+
+    real = writing._write_jsonl
+    def die(path, records):
+        real(path, records)
+        os.kill(os.getpid(), signal.SIGKILL)  # the process dies with the build half written
+    writing._write_jsonl = die
+    add_uploads(make_settings(Path(sys.argv[1])), [Upload("owls.txt", b"Owls hunt at night.")])
+""")
+
+
+def kill_mid_write(settings: Settings) -> None:
+    """An upload in a child process, killed (SIGKILL) in the middle of writing the index."""
+    child = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(settings.index_dir)],
+                           capture_output=True, text=True, timeout=300,
+                           cwd=Path(__file__).resolve().parent.parent)
+    assert child.returncode == -9, child.stderr[-2000:]

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from eval.sample_files import write_pdf
 from index_build.chunking import chunk_document
 from index_build.reading import read_document
 from rag.answer.citations import CitationChecker
@@ -9,7 +10,6 @@ from rag.retrieval.embedder import Embedder
 from rag.retrieval.store import StoredIndex
 from rag.types import Passage
 from tests.conftest import ARTICLE
-from tests.documents import write_pdf
 
 
 def _passages(index: StoredIndex, *phrases: str) -> list[Passage]:

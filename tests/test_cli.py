@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from eval.sample_files import write_encrypted_pdf
 from rag.cli import format_answer
 from rag.retrieval.store import MANIFEST
 from rag.settings import Settings
 from rag.types import Answer, Citation
 from tests.conftest import ARTICLE
-from tests.documents import tiny_corpus, write_encrypted_pdf
+from tests.documents import tiny_corpus
 
 RAG = [sys.executable, "-m", "rag.cli"]
 

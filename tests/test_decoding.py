@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.latency import recording
 from rag.answer.drafting import ANSWER_OPENING, FOUND_KEY, Drafter
 from rag.answer.layouts import AnswerPrompt, CorpusPrompt, RetrievalPrompt
 from rag.answer.prompts import load_template
@@ -20,6 +19,7 @@ from rag.guard import Guard
 from rag.llm import kv_state
 from rag.llm.engine import Engine
 from rag.llm.loading import choose_model
+from rag.llm.recording import recording
 from rag.pipeline import Pipeline
 from rag.serve.admission import ModelGate
 from rag.settings import Settings

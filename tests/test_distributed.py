@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from eval.sample_files import write_docx, write_pdf
 from index_build import distributed
 from index_build.build import build_index
 from rag.errors import InputError
 from rag.retrieval import store
 from rag.retrieval.embedder import Embedder
 from tests.conftest import make_settings
-from tests.documents import assert_same_index, tiny_corpus, write_docx, write_pdf
+from tests.documents import assert_same_index, tiny_corpus
 
 PAGES = [["The harbor report opens here.", "Ships came and went."],
          ["The harbor master is Ingrid Solberg."]]

@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
+from eval.sample_files import pdf_bytes, write_docx, write_encrypted_pdf
 from index_build.build import build_index
 from index_build.uploads import documents_dir
 from rag.retrieval.embedder import Embedder
 from rag.settings import BUNDLED_CORPUS, Settings
 from tests.conftest import make_settings
-from tests.documents import pdf_bytes, write_docx, write_encrypted_pdf
+from tests.documents import kill_mid_write, state, zip_bomb
 from tests.servers import Server, running_server
-from tests.test_uploads import kill_mid_write, state, zip_bomb
 
 pytestmark = pytest.mark.llm
 LIMITS = {"RAG_MAX_UPLOAD_BYTES": "400000", "RAG_MAX_DOCUMENTS": "40",

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eval.sample_files import write_encrypted_pdf, write_pdf
 from index_build import writing
 from index_build.build import add_documents, build_index, remove_documents
 from rag.errors import (
@@ -17,14 +18,7 @@ from rag.retrieval.embedder import Embedder
 from rag.retrieval.search import Retriever
 from rag.settings import BUNDLED_CORPUS
 from tests.conftest import ARTICLE, make_settings
-from tests.documents import (
-    CountingEmbedder,
-    assert_same_index,
-    indexed_texts,
-    tiny_corpus,
-    write_encrypted_pdf,
-    write_pdf,
-)
+from tests.documents import CountingEmbedder, assert_same_index, indexed_texts, tiny_corpus
 
 
 def _docs(tmp_path: Path, text: str = "Alpha beta gamma. Delta epsilon.") -> Path:

@@ -81,3 +81,25 @@ def test_rag_never_imports_eval_bench_or_tests() -> None:
             bad = {m for m in _imports(path, module) if m.split(".")[0] in {"eval", "bench"}}
             assert not bad, (module, bad)
             assert "import tests" not in path.read_text() and "from tests" not in path.read_text()
+
+
+def _imported_roots(path: Path) -> set[str]:
+    """The top-level names and ``tests.<module>`` names a file imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+        found |= {".".join(name.split(".")[:2]) if name.startswith("tests.") else
+                  name.split(".")[0] for name in names}
+    return found
+
+
+def test_bench_and_tests_never_import_each_other() -> None:
+    """Both stand on the packages (eval.sample_files holds the documents both write); a test
+    imports the shared helpers (conftest, documents, servers), never another test module."""
+    for path in (PROJECT / "bench").rglob("*.py"):
+        assert not {n for n in _imported_roots(path) if n.split(".")[0] == "tests"}, path
+    for path in (PROJECT / "tests").rglob("*.py"):
+        imported = _imported_roots(path)
+        assert "bench" not in imported, path
+        assert not {n for n in imported if n.startswith("tests.test_")}, path

@@ -5,9 +5,9 @@ from pathlib import Path
 import pypdf
 import pytest
 
+from eval.sample_files import pdf_of, write_docx, write_encrypted_pdf, write_pdf
 from index_build.reading import MAX_DOCX_XML_BYTES, html_to_text, read_document, read_documents
 from rag.errors import InputError
-from tests.documents import pdf_of, write_docx, write_encrypted_pdf, write_pdf
 
 PAGES = [
     ["The first page opens the report.", "It has two sentences on two lines."],

@@ -3,17 +3,14 @@ all or nothing, never indexed twice, and never a half-written index (a full disk
 process). The real embedder and index builder; no language model."""
 
 import errno
-import hashlib
 import io
 import os
-import subprocess
-import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from eval.sample_files import pdf_bytes, write_docx, write_encrypted_pdf
 from index_build import writing
 from index_build.build import build_index
 from index_build.uploads import (
@@ -35,13 +32,7 @@ from rag.retrieval import store
 from rag.retrieval.embedder import Embedder
 from rag.settings import Settings
 from tests.conftest import make_settings
-from tests.documents import (
-    assert_spans_in_step,
-    pdf_bytes,
-    tiny_corpus,
-    write_docx,
-    write_encrypted_pdf,
-)
+from tests.documents import assert_spans_in_step, kill_mid_write, state, tiny_corpus, zip_bomb
 
 HERON = [["The grey heron of Lake Varn nests in March."], ["It eats perch and roach."]]
 
@@ -54,26 +45,8 @@ def index(tmp_path: Path, embedder: Embedder) -> Settings:
     return settings
 
 
-def state(settings: Settings) -> tuple[str, str, list[str]]:
-    """What must not change when an upload is refused: the build, its manifest, stored files."""
-    build = settings.index_dir.resolve()
-    stored = documents_dir(settings.index_dir)
-    files = sorted(p.name for p in stored.iterdir()) if stored.is_dir() else []
-    manifest = hashlib.sha256((build / store.MANIFEST).read_bytes()).hexdigest()
-    return build.name, manifest, files
-
-
 def docx_bytes(tmp_path: Path, paragraphs: list[str]) -> bytes:
     return write_docx(tmp_path / "made.docx", paragraphs).read_bytes()
-
-
-def zip_bomb() -> bytes:
-    """A DOCX-looking zip of a few hundred kilobytes that inflates to 300 MB."""
-    packed = io.BytesIO()
-    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        archive.writestr("word/document.xml", b"\0" * (300 * 2**20))
-    return packed.getvalue()
 
 
 @pytest.mark.parametrize(("data", "name", "suffix"), [
@@ -230,30 +203,6 @@ def test_a_full_disk_half_way_through_the_index_write_changes_nothing(
     monkeypatch.undo()
     outcome, = add_uploads(index, [Upload("owls.txt", b"Owls hunt at night.")], embedder)
     assert outcome.status == "added"  # the same upload, retried
-
-
-KILLED_MID_WRITE = textwrap.dedent("""
-    import os, signal, sys
-    from pathlib import Path
-    from index_build import writing
-    from index_build.uploads import Upload, add_uploads
-    from tests.conftest import make_settings
-
-    real = writing._write_jsonl
-    def die(path, records):
-        real(path, records)
-        os.kill(os.getpid(), signal.SIGKILL)  # the process dies with the build half written
-    writing._write_jsonl = die
-    add_uploads(make_settings(Path(sys.argv[1])), [Upload("owls.txt", b"Owls hunt at night.")])
-""")
-
-
-def kill_mid_write(settings: Settings) -> None:
-    """An upload in a child process, killed (SIGKILL) in the middle of writing the index."""
-    child = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(settings.index_dir)],
-                           capture_output=True, text=True, timeout=300,
-                           cwd=Path(__file__).resolve().parent.parent)
-    assert child.returncode == -9, child.stderr[-2000:]
 
 
 def test_a_killed_upload_leaves_the_old_index_and_is_tidied_then_retried(
