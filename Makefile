@@ -7,7 +7,7 @@ RAG     := $(BIN)/rag
 EVAL    := $(BIN)/python -m eval
 STAMP   := $(VENV)/.installed
 RAY     := $(VENV)/.installed-ray
-# The browser tests/test_browser.py drives: Debian's Chromium, never a browser download.
+# The browser tests/service/test_browser.py drives: Debian's Chromium, never a browser download.
 CHROMIUM := /usr/bin/chromium
 BROWSER_STAMP := $(VENV)/.chromium
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -40,10 +40,10 @@ SEALED_DOCS  := $(basename $(notdir $(wildcard eval/gold/sealed/*.jsonl)))
 FIT_REPORTS  := $(REPORTS)/article-tune-default.json $(REPORTS)/article-tune2-default.json \
 	$(foreach doc,$(FIT_DOCS),$(REPORTS)/docs-$(doc)-default.json)
 
-.PHONY: install installed llama-rebuild models index run chat serve test lint unit gate gate-default eval eval-squad eval-docs eval-sealed lodo levers fit soak bench bench-quick clean browser
+.PHONY: install installed llama-rebuild models index run chat serve test lint unit test-model test-service tiers gate gate-default eval eval-squad eval-docs eval-sealed lodo levers fit soak bench bench-quick clean browser
 
 # Ends with `rag doctor`: each model runs once in a child process on this build and CPU. The
-# tests install without it (`installed`): tests/test_doctor.py runs the same checks.
+# tests install without it (`installed`): tests/model/test_doctor.py runs the same checks.
 install: installed
 	$(RAG) doctor
 
@@ -105,7 +105,19 @@ lint: $(RAY)
 	$(BIN)/ruff check rag index_build eval tests bench
 	$(BIN)/mypy
 
-unit: installed $(RAY) $(BROWSER_STAMP)
+# The test tiers: tests/unit (no model file is read: seconds, and the models need not be installed),
+# tests/model (the real embedder and GGUF models), tests/service (real servers on 127.0.0.1).
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-model: installed $(RAY)
+	$(BIN)/pytest tests/model
+
+test-service: installed $(BROWSER_STAMP)
+	$(BIN)/pytest tests/service
+
+# Every tier in one run (the session's article index and small model are made once).
+tiers: installed $(RAY) $(BROWSER_STAMP)
 	$(BIN)/pytest
 
 # The quality gates (eval/thresholds.toml), each on the article's tuning split: the default model
@@ -120,7 +132,7 @@ gate-default: installed
 	$(EVAL) --llm default --gold $(GOLD) --docs $(CORPUS) --check --as-served \
 		--json $(REPORTS)/gate-default.json --markdown $(REPORTS)/gate-default.md
 
-test: lint unit gate-default
+test: lint tiers gate-default
 
 # Every article set, each with its gate, and a summary of each in eval/results/ (committed: the
 # README's numbers are copied from there). All run; fails if any fails. Then the decision's
@@ -204,7 +216,7 @@ fit: install
 # The long load test (96 questions from 32 clients on a real service): minutes, so not in
 # `make test`, which runs its one-round check.
 soak: install
-	$(BIN)/pytest -m soak tests/test_load.py
+	$(BIN)/pytest -m soak tests/service/test_load.py
 
 # Benchmarks print a table and write bench/results/latest.json (full: under 30 min; quick: minutes).
 bench: install

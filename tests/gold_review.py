@@ -1,4 +1,5 @@
-"""Record of the gold review (docs/gold-review.md); tests/test_gold.py checks it stays applied."""
+"""Record of the gold review (docs/gold-review.md); tests/model/test_gold.py checks it stays
+applied."""
 
 REMOVED: dict[str, dict[str, list[str]]] = {
     "article.jsonl": {

@@ -95,7 +95,7 @@ def test_questions_from_clients_overfilling_the_queue_are_all_answered_right(
     settings: Settings, article_index: object, tmp_path: Path, load: Load
 ) -> None:
     # A deadline no queued question reaches on a slow machine (16 waiting, a few seconds each):
-    # this test is of answers under load; tests/test_http_limits.py has the deadline's 504.
+    # this test is of answers under load; tests/service/test_http_limits.py has the deadline's 504.
     with running_server(settings, tmp_path / "service.log", RAG_REQUEST_TIMEOUT_S="240",
                         RAG_MAX_QUEUE=str(load.queue)) as server:
         outcomes, warm, after = _under_load(server, load)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.settings import PROJECT_ROOT
 from tests.conftest import ARTICLE
 from tests.servers import Server
 
@@ -25,7 +26,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "reports" / "screenshots"
+SCREENSHOTS = PROJECT_ROOT / "reports" / "screenshots"
 QUESTION = "Who is Japan's foreign minister quoted in the article?"
 UNANSWERABLE = "What is the population of Seoul?"
 ANSWER_TIMEOUT_MS = 120_000

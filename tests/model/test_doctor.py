@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from rag.errors import LlamaRuntimeError
-from rag.llm import llama_build, selftest
+from rag.llm import llama_build, model_files, selftest
 from rag.settings import Settings
 from tests.conftest import free_port
 
@@ -163,3 +163,9 @@ def test_a_passing_verdict_is_cached_per_build(settings: Settings, tmp_path: Pat
     model.write_bytes(b"another file, another verdict")
     with pytest.raises(LlamaRuntimeError, match="self-test of cached failed"):
         selftest.ensure_runs(model, "cached", 1)
+
+
+def test_the_installed_small_model_matches_its_published_checksum(settings: Settings) -> None:
+    spec = model_files.KNOWN_MODELS["small"]
+    path = settings.model_dir / spec.filename
+    model_files.verify(path, spec)

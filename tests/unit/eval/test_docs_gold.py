@@ -3,15 +3,15 @@ split the corpus builder drew, well-formed, evidence verbatim, the mix the trust
 and no question quoted by a prompt or a rule."""
 
 import re
-from pathlib import Path
 
 import pytest
 
 from eval.debian_docs import SOURCES, sealed_names
 from eval.gold import GoldItem, load_gold
 from eval.metrics import contains_answer
+from rag.settings import PROJECT_ROOT
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 GOLD = PROJECT / "eval" / "gold"
 DOCS = PROJECT / "eval" / "docs"
 NAMES = [s.name for s in SOURCES]

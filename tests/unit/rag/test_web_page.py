@@ -10,7 +10,7 @@ from litestar.testing import TestClient
 from rag.serve import app as http_app
 from rag.serve.page import ASSETS, WEB_DIR
 from rag.serve.service import Service
-from rag.settings import Settings
+from rag.settings import PROJECT_ROOT, Settings
 
 
 @pytest.fixture()
@@ -65,7 +65,7 @@ def test_the_page_names_no_external_url() -> None:
 
 
 def test_the_page_files_are_package_data() -> None:
-    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8")
+    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8")
     patterns = re.search(r'^"rag.serve" = \[(.*)\]$', pyproject, re.MULTILINE)
     assert patterns, "the page's files are not declared as package data in pyproject.toml"
     declared = {p.strip().strip('"').removeprefix("web/*") for p in patterns.group(1).split(",")}

@@ -3,13 +3,12 @@
 import argparse
 import dataclasses
 import re
-from pathlib import Path
 
 from rag.cli import build_parser
 from rag.serve.app import create_app
-from rag.settings import ENV_PREFIX, Settings
+from rag.settings import ENV_PREFIX, PROJECT_ROOT, Settings
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 README = (PROJECT / "README.md").read_text(encoding="utf-8")
 
 

@@ -7,17 +7,17 @@ a default once, so it is tuning data now) and ``conversation.jsonl``. Sealed, re
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from eval.gold import GoldItem, load_gold, near_duplicates, select
 from eval.metrics import contains_answer
 from rag.retrieval.embedder import Embedder
+from rag.settings import PROJECT_ROOT
 from tests.conftest import ARTICLE
 from tests.gold_review import REMOVED
 
-GOLD_DIR = Path(__file__).resolve().parent.parent / "eval" / "gold"
+GOLD_DIR = PROJECT_ROOT / "eval" / "gold"
 TUNING = ["article.jsonl", "article_tune2.jsonl", "conversation.jsonl"]
 SEALED = ["article_test_v2.jsonl", "conversation_test.jsonl"]
 ALL = TUNING + SEALED

@@ -6,7 +6,6 @@ import pytest
 
 from rag.errors import ModelIntegrityError, ModelNotFoundError
 from rag.llm import model_files
-from tests.conftest import make_settings
 
 PARTS = [b"GGUF" + b"a" * 1000, b"b" * 777, b"c" * 5]
 
@@ -67,9 +66,3 @@ def test_wrong_parts_never_become_the_model(spec: model_files.ModelSpec, tmp_pat
 def test_missing_model_names_the_command_that_installs_it(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="make install"):
         model_files.model_file(model_files.KNOWN_MODELS["small"], tmp_path)
-
-
-def test_the_installed_small_model_matches_its_published_checksum() -> None:
-    spec = model_files.KNOWN_MODELS["small"]
-    path = make_settings(Path("unused")).model_dir / spec.filename
-    model_files.verify(path, spec)

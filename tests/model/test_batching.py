@@ -26,8 +26,8 @@ SLICE = 64
 # on the machine this was first run on; up to 0.74 on an AVX2 AMD EPYC (2026-12-01), where a
 # CI run saw a batched step turn one token of 24 (the last digit of a year).
 ROUNDING = 1.0
-# Questions the small model answers right (tests/test_load.py asks them 200 times), and a word
-# of each right answer.
+# Questions the small model answers right (tests/service/test_load.py asks them 200 times), and a
+# word of each right answer.
 QUESTIONS = {"Who is Japan's foreign minister quoted in the article?": "Motegi",
              "Which news agency quoted Kim You-geun?": "Yonhap"}
 

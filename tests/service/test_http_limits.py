@@ -1,7 +1,7 @@
 """The service under bad input and pressure, on the real server and the small model: API keys,
 CORS, a full queue, bodies that are too deep, too big or malformed, questions too long for the
 context, clients that go away, requests that run out of time (any question and top_k: the
-property test in tests/test_load.py)."""
+property test in tests/service/test_load.py)."""
 
 import json
 import threading

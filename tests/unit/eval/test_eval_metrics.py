@@ -26,9 +26,10 @@ from eval.metrics import (
 )
 from eval.report import format_value, markdown, summary_table
 from rag.errors import InputError
+from rag.settings import PROJECT_ROOT
 
 EVIDENCE = (Located("doc", 100, 150),)
-RESULTS = Path(__file__).resolve().parent.parent / "eval" / "results"
+RESULTS = PROJECT_ROOT / "eval" / "results"
 
 
 def outcome(

@@ -15,8 +15,9 @@ import pytest
 from eval import fit
 from eval.decisions import load_report, replay
 from rag.decision.scorers import FITTED_DIR, LogisticScorer, choice_for
+from rag.settings import PROJECT_ROOT
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 RESULTS = PROJECT / "eval" / "results"
 DEFAULT = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 

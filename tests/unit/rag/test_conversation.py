@@ -1,5 +1,5 @@
 """Which words of a follow-up point back, and how a referent takes a word's place (model-free);
-the model's choice of referent is tested on the real model (tests/test_pipeline.py)."""
+the model's choice of referent is tested on the real model (tests/model/test_pipeline.py)."""
 
 import pytest
 
