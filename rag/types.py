@@ -11,6 +11,8 @@ import itertools
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from rag.errors import InputError
 
 if TYPE_CHECKING:
@@ -109,16 +111,21 @@ class Passage:
     score: float
     similarity: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def body(self) -> PassageBody:
         c = self.chunk
-        return {
-            "chunk_id": c.chunk_id,
-            "source": c.source,
-            "start": c.start,
-            "end": c.end,
-            "text": c.text,
-            "score": round(self.score, 6),
-        }
+        return PassageBody(chunk_id=c.chunk_id, source=c.source, start=c.start, end=c.end,
+                           text=c.text, score=round(self.score, 6))
+
+
+class PassageBody(msgspec.Struct):
+    """A retrieved passage as the API shows it: ``text`` is ``source``'s ``[start:end]``."""
+
+    chunk_id: str
+    source: str
+    start: int
+    end: int
+    text: str
+    score: float
 
 
 @dataclass(frozen=True)
@@ -244,16 +251,35 @@ class Answer:
     # The follow-up question rewritten to stand alone, when it was (rag.answer.followup).
     standalone_question: str | None = None
 
+    def body(self) -> AnswerBody:
+        return AnswerBody(
+            question=self.question,
+            standalone_question=self.standalone_question,
+            answer=self.answer,
+            refused=self.refused,
+            confidence=None if self.confidence is None else round(self.confidence, 4),
+            citations=self.citations,
+            passages=[p.body() for p in self.passages],
+            model=self.model,
+            prompt=self.prompt,
+            timings=Timings(**{k: round(v, 4) for k, v in asdict(self.timings).items()}),
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "standalone_question": self.standalone_question,
-            "answer": self.answer,
-            "refused": self.refused,
-            "confidence": None if self.confidence is None else round(self.confidence, 4),
-            "citations": [asdict(c) for c in self.citations],
-            "passages": [p.to_dict() for p in self.passages],
-            "model": self.model,
-            "prompt": self.prompt,
-            "timings": {k: round(v, 4) for k, v in asdict(self.timings).items()},
-        }
+        return dict(msgspec.to_builtins(self.body()))
+
+
+class AnswerBody(msgspec.Struct):
+    """The answer's JSON contract, the one shape the API (and its OpenAPI schema), the streams'
+    final event and `rag ask --json` show; diagnostics (the trace) stay out of it."""
+
+    question: str
+    standalone_question: str | None  # the follow-up rewritten to stand alone, when it was
+    answer: str
+    refused: bool
+    confidence: float | None  # P(the answer is right); None when refused
+    citations: list[Citation]
+    passages: list[PassageBody]
+    model: str
+    prompt: str
+    timings: Timings

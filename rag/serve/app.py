@@ -43,7 +43,7 @@ from rag.serve.openai_api import ChatRequest, sse
 from rag.serve.page import add_web_page
 from rag.serve.service import Service, ServiceDep
 from rag.settings import Settings
-from rag.types import Answer, Question, Turn
+from rag.types import Answer, AnswerBody, Question, Turn
 
 log = logging.getLogger("rag.http")
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -121,7 +121,7 @@ async def reload_index(service: ServiceDep) -> dict[str, Any]:
 @post("/v1/ask", status_code=200, responses=ERROR_RESPONSES)
 async def ask(
     data: JSONBody[AskRequest], service: ServiceDep, request: Request[Any, Any, Any]
-) -> dict[str, Any]:
+) -> AnswerBody:
     service.ready()
     question = data.checked(service.settings)
     admission = service.gate.admit()
@@ -129,7 +129,7 @@ async def ask(
         guard = Guard(cancelled, service.settings.request_timeout_s)
         answer = await service.ask(question, admission, guard)
     _note(request, answer)
-    return answer.to_dict()
+    return answer.body()
 
 
 @post("/v1/ask/stream", status_code=200, responses=ERROR_RESPONSES)
@@ -144,7 +144,8 @@ async def ask_stream(
         yield b": answering\n\n"  # first byte at once: time to first byte never waits for the model
         async for kind, payload in _run_streaming(service, question, admission):
             if kind == "passages":
-                yield sse("passages", {"passages": [p.to_dict() for p in payload]})
+                shown = [p.body() for p in payload]
+                yield sse("passages", {"passages": msgspec.to_builtins(shown)})
             elif kind == "delta":
                 yield sse("delta", {"text": payload})
             elif kind == "answer":

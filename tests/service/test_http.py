@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import openai
 import pytest
 
@@ -173,6 +174,28 @@ def test_index_description_and_openapi_schema(server: Server) -> None:
                               "generator": "qwen2.5-coder-0.5b-instruct"}
     schema = httpx.get(f"{server.url}/schema/openapi.json").json()
     assert "/v1/ask" in schema["paths"] and "/v1/chat/completions" in schema["paths"]
+
+
+def test_a_real_answer_is_exactly_what_the_openapi_schema_describes(server: Server) -> None:
+    """Every field of an answer, its citations, passages and timings is named in the schema's
+    component for /v1/ask, and nothing else is: a client generated from it parses the answer."""
+    schema = httpx.get(f"{server.url}/schema/openapi.json").json()
+    reply = schema["paths"]["/v1/ask"]["post"]["responses"]["200"]["content"]["application/json"]
+    components = schema["components"]["schemas"]
+    answer = httpx.post(f"{server.url}/v1/ask", json={"question": QUESTION}, timeout=120).json()
+    assert answer["citations"] and answer["passages"]
+    jsonschema.Draft202012Validator(
+        {**reply["schema"], "components": schema["components"]}).validate(answer)
+
+    def named(component: str) -> set[str]:
+        return set(components[component]["properties"])
+
+    body = components[reply["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert set(answer) == set(body["properties"]) == set(body["required"])
+    shown = {"citations": answer["citations"][0], "passages": answer["passages"][0]}
+    for field, value in shown.items():
+        assert set(value) == named(body["properties"][field]["items"]["$ref"].rsplit("/", 1)[1])
+    assert set(answer["timings"]) == named(body["properties"]["timings"]["$ref"].rsplit("/")[-1])
 
 
 def test_two_concurrent_requests_both_succeed_and_health_stays_fast(server: Server) -> None:
