@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
+import msgspec
+
 from rag.errors import InputError, ModelNotFoundError, RagError, UnreadableDocumentsError
 from rag.settings import PromptMode, Settings
 from rag.types import Answer, Question, Turn
@@ -205,7 +207,8 @@ def cmd_index_list(args: argparse.Namespace, settings: Settings) -> int:
 
     documents = read_manifest(settings.index_dir).documents
     if args.json:
-        print(json.dumps([d.listing() for d in documents], indent=2, ensure_ascii=False))
+        listed = msgspec.to_builtins([d.listing() for d in documents])
+        print(json.dumps(listed, indent=2, ensure_ascii=False))
         return EXIT_OK
     for d in documents:
         pages = f", {d.pages} pages" if d.pages else ""

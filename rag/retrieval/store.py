@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from rag.errors import IndexMismatchError, IndexNotFoundError
@@ -58,11 +59,29 @@ class DocumentInfo:
     pages: int = 0  # 0 for formats without pages
     added_at: str = ""  # when this content was first indexed (ISO 8601, UTC)
 
-    def listing(self) -> dict[str, Any]:
-        """The document as the documents list shows it (HTTP and ``rag index list --json``)."""
-        return {"id": self.doc_id, "name": self.name or self.doc_id, "type": self.kind,
-                "size": self.bytes, "pages": self.pages, "chunks": self.chunks,
-                "added_at": self.added_at, "checksum": self.sha256}
+    def listing(self) -> ListedDocument:
+        return ListedDocument(id=self.doc_id, name=self.name or self.doc_id, type=self.kind,
+                        size=self.bytes, pages=self.pages, chunks=self.chunks,
+                        added_at=self.added_at, checksum=self.sha256)
+
+
+class ListedDocument(msgspec.Struct):
+    """A document as the documents routes, their jobs and ``rag index list --json`` show it."""
+
+    id: str
+    name: str  # the name it was uploaded or added under
+    type: str  # the format it was read as: txt, md, html, pdf or docx
+    size: int  # bytes of the file as indexed
+    pages: int  # 0 for formats without pages
+    chunks: int
+    added_at: str  # when this content was first indexed (ISO 8601, UTC)
+    checksum: str  # sha256 of the file
+
+
+class UploadedDocument(ListedDocument, kw_only=True):
+    """A document an upload sent, and what became of it."""
+
+    status: str  # "added", or "duplicate" when the same content was indexed already
 
 
 @dataclass(frozen=True)

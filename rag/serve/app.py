@@ -35,6 +35,7 @@ from litestar.response import Stream
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.guard import Guard
+from rag.retrieval.store import ListedDocument
 from rag.serve import auth, logs, metrics, openai_api
 from rag.serve.admission import Admission, ModelGate
 from rag.serve.documents import MAX_FORM_PARTS, document_routes
@@ -89,27 +90,52 @@ def readyz(service: ServiceDep) -> Response[dict[str, Any]]:
     return Response({"status": status, "error": error}, status_code=503)
 
 
+class IndexedDocument(ListedDocument, kw_only=True):
+    """A document as ``/v1/documents`` shows it, with the keys ``/v1/index`` showed before the
+    shapes were one (``doc_id`` = ``id``, ``sha256`` = ``checksum``, ``path``, ``chars``): kept
+    for one release, then dropped."""
+
+    doc_id: str
+    sha256: str
+    path: str
+    chars: int
+
+
+class IndexInfo(msgspec.Struct):
+    """``GET /v1/index``: the loaded index, how it was built, the models that read it."""
+
+    documents: list[IndexedDocument]
+    chunk_count: int
+    fingerprint: str
+    created_at: str
+    build_seconds: float
+    dense_index: str
+    chunking: dict[str, Any]  # max_tokens, overlap_tokens, encoding
+    models: dict[str, str]  # embedding, generator
+    prompt: str
+    prompt_mode: str
+
+
 @get("/v1/index", sync_to_thread=False, responses=ERROR_RESPONSES)
-def index_info(service: ServiceDep) -> dict[str, Any]:
+def index_info(service: ServiceDep) -> IndexInfo:
     pipeline = service.ready()
     manifest = pipeline.index.manifest
-    return {
-        "documents": [
-            {"doc_id": d.doc_id, "path": without_server_paths(d.path), "chars": d.chars,
-             "chunks": d.chunks, "sha256": d.sha256}
-            for d in manifest.documents
-        ],
-        "chunk_count": manifest.chunk_count,
-        "fingerprint": manifest.fingerprint,
-        "created_at": manifest.created_at,
-        "build_seconds": manifest.build_seconds,
-        "dense_index": manifest.dense_index,
-        "chunking": {"max_tokens": manifest.chunk_tokens, "overlap_tokens": manifest.chunk_overlap,
-                     "encoding": manifest.token_encoding},
-        "models": {"embedding": manifest.embed_model, "generator": pipeline.model_name},
-        "prompt": pipeline.prompt_version,
-        "prompt_mode": pipeline.drafter.prompt.mode,
-    }
+    return IndexInfo(
+        documents=[IndexedDocument(**msgspec.structs.asdict(d.listing()), doc_id=d.doc_id,
+                                   sha256=d.sha256, path=without_server_paths(d.path),
+                                   chars=d.chars)
+                   for d in manifest.documents],
+        chunk_count=manifest.chunk_count,
+        fingerprint=manifest.fingerprint,
+        created_at=manifest.created_at,
+        build_seconds=manifest.build_seconds,
+        dense_index=manifest.dense_index,
+        chunking={"max_tokens": manifest.chunk_tokens, "overlap_tokens": manifest.chunk_overlap,
+                  "encoding": manifest.token_encoding},
+        models={"embedding": manifest.embed_model, "generator": pipeline.model_name},
+        prompt=pipeline.prompt_version,
+        prompt_mode=pipeline.drafter.prompt.mode,
+    )
 
 
 @post("/v1/index/reload", status_code=200, responses=ERROR_RESPONSES, opt=auth.ADMIN)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
+import msgspec
 from litestar import Response, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
@@ -21,9 +22,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath, FromQuery
 
 from index_build.uploads import Upload
+from rag.retrieval.store import ListedDocument
 from rag.serve.auth import ADMIN
 from rag.serve.errors import ERROR_RESPONSES
-from rag.serve.service import ServiceDep
+from rag.serve.jobs import JobBody
+from rag.serve.service import Removed, ServiceDep
 from rag.settings import Settings
 
 # Room for the multipart headers around the files within one upload request.
@@ -33,7 +36,7 @@ MULTIPART_OVERHEAD = 256 * 1024
 MAX_FORM_PARTS = 10_000
 
 
-ACCEPTED = ResponseSpec(data_container=dict[str, Any], generate_examples=False,
+ACCEPTED = ResponseSpec(data_container=JobBody, generate_examples=False,
                         description="with ?wait=false: the upload's job, to follow at "
                                     "/v1/documents/jobs/{job}")
 
@@ -51,34 +54,42 @@ def document_routes(settings: Settings) -> list[HTTPRouteHandler]:
     async def upload_documents(
         data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
         service: ServiceDep, wait: FromQuery[bool] = True,
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[JobBody]:
         """Index the files sent (.txt .md .html .pdf .docx, typed by content) and serve them."""
         service.ready()
         uploads = [Upload(f.filename, await f.read()) for f in data.file]
         job = service.jobs.create([u.name for u in uploads])
         service.uploads.submit(job, functools.partial(service.add_documents, uploads), wait)
         if not wait:
-            return Response(job.to_dict(), status_code=202)
+            return Response(job.body(), status_code=202)
         return Response(await job.outcome(), status_code=201)
 
     return [upload_documents, list_documents, remove_document, upload_job]
 
 
+class Documents(msgspec.Struct):
+    """``GET /v1/documents``: every document of the index this replica serves."""
+
+    documents: list[ListedDocument]
+    chunks: int
+    fingerprint: str  # changes with every build that changes the index
+
+
 @get("/v1/documents", sync_to_thread=False, responses=ERROR_RESPONSES)
-def list_documents(service: ServiceDep) -> dict[str, Any]:
+def list_documents(service: ServiceDep) -> Documents:
     """Every document of the index this replica serves."""
     manifest = service.ready().index.manifest
-    return {"documents": [d.listing() for d in manifest.documents],
-            "chunks": manifest.chunk_count, "fingerprint": manifest.fingerprint}
+    return Documents(documents=[d.listing() for d in manifest.documents],
+                     chunks=manifest.chunk_count, fingerprint=manifest.fingerprint)
 
 
 @delete("/v1/documents/{doc_id:path}", status_code=200, responses=ERROR_RESPONSES, opt=ADMIN)
-async def remove_document(doc_id: FromPath[str], service: ServiceDep) -> dict[str, Any]:
+async def remove_document(doc_id: FromPath[str], service: ServiceDep) -> Removed:
     """Remove a document from the index and from the service's storage."""
     return await anyio.to_thread.run_sync(service.remove_document, doc_id.lstrip("/"))
 
 
 @get("/v1/documents/jobs/{job_id:str}", sync_to_thread=False, responses=ERROR_RESPONSES)
-def upload_job(job_id: FromPath[str], service: ServiceDep) -> dict[str, Any]:
+def upload_job(job_id: FromPath[str], service: ServiceDep) -> JobBody:
     """Where an upload is: received, checking, indexing, loading, done or failed."""
-    return service.jobs.get(job_id).to_dict()
+    return service.jobs.get(job_id).body()

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import msgspec
 
 from rag.errors import ServiceBusyError, UnknownJobError
+from rag.retrieval.store import UploadedDocument
 from rag.serve.errors import error_body
 
 KEPT = 200
@@ -42,7 +44,7 @@ class Job:
     files: list[str]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     stage: str = "received"
-    documents: list[dict[str, Any]] = field(default_factory=list)
+    documents: list[UploadedDocument] = field(default_factory=list)
     error: dict[str, Any] | None = None  # the error body a waiting client would have got
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -58,7 +60,7 @@ class Job:
     def move(self, stage: str) -> None:
         self.stage = stage
 
-    def finish(self, documents: list[dict[str, Any]] | None = None,
+    def finish(self, documents: list[UploadedDocument] | None = None,
                error: dict[str, Any] | None = None) -> None:
         self.documents, self.error = documents or [], error
         self.stage = "failed" if error else "done"
@@ -68,19 +70,31 @@ class Job:
         self.raised = exc.with_traceback(None) if waited else None
         self.finish(error=error_body(exc)[1]["error"])
 
-    async def outcome(self) -> dict[str, Any]:
+    async def outcome(self) -> JobBody:
         """The job once finished; what failed it is raised (for the waiting request)."""
         while self.finished_at is None:
             await anyio.sleep(POLL_S)
         if self.raised is not None:
             raised, self.raised = self.raised, None
             raise raised
-        return self.to_dict()
+        return self.body()
 
-    def to_dict(self) -> dict[str, Any]:
+    def body(self) -> JobBody:
         seconds = (self.finished_at or time.time()) - self.started_at
-        return {"job": self.id, "status": self.status, "stage": self.stage, "files": self.files,
-                "documents": self.documents, "error": self.error, "seconds": round(seconds, 3)}
+        return JobBody(job=self.id, status=self.status, stage=self.stage, files=self.files,
+                       documents=self.documents, error=self.error, seconds=round(seconds, 3))
+
+
+class JobBody(msgspec.Struct):
+    """An upload job as ``POST /v1/documents`` and ``GET /v1/documents/jobs/{id}`` show it."""
+
+    job: str
+    status: str  # running, done or failed
+    stage: str  # received, checking, indexing, loading, done or failed
+    files: list[str]  # the names sent (at most NAMES_KEPT, each cut to NAME_CHARS)
+    documents: list[UploadedDocument]  # once done: each file's document and what became of it
+    error: dict[str, Any] | None  # once failed: the error body a waiting client got
+    seconds: float
 
 
 class JobBoard:
@@ -112,7 +126,7 @@ class JobBoard:
         return job
 
 
-Work = Callable[[Job], list[dict[str, Any]]]
+Work = Callable[[Job], list[UploadedDocument]]
 
 
 class UploadQueue:

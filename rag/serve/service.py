@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import msgspec
 from litestar.di import NamedDependency
 
 from index_build.build import ensure_default_index
@@ -30,6 +31,7 @@ from rag import errors
 from rag.factory import for_slots, load_pipeline, same_prefixes, warm_up, with_index
 from rag.guard import Guard
 from rag.pipeline import Pipeline
+from rag.retrieval.store import UploadedDocument
 from rag.serve.admission import Admission, ModelGate
 from rag.serve.jobs import Job, JobBoard, UploadQueue
 from rag.serve.metrics import Metrics
@@ -37,6 +39,14 @@ from rag.settings import Settings
 from rag.types import Answer, Passage, Question
 
 log = logging.getLogger("rag.http")
+
+
+class Removed(msgspec.Struct):
+    """What ``DELETE /v1/documents/{id}`` removed, and what the index holds now."""
+
+    removed: str
+    documents: int
+    chunks: int
 
 
 @dataclass
@@ -130,22 +140,23 @@ class Service:
 
         self.gate.run(swap)
 
-    def add_documents(self, uploads: list[Upload], job: Job) -> list[dict[str, Any]]:
+    def add_documents(self, uploads: list[Upload], job: Job) -> list[UploadedDocument]:
         """Store, index and swap in ``uploads`` (a worker thread's job); ``job`` follows along."""
         embedder = self.ready().retriever.embedder
         outcomes = add_uploads(self.settings, uploads, embedder, on_stage=job.move)
         if any(outcome.status == "added" for outcome in outcomes):
             job.move("loading")
             self.reload()
-        return [{**o.document.listing(), "status": o.status} for o in outcomes]
+        return [UploadedDocument(**msgspec.structs.asdict(o.document.listing()), status=o.status)
+                for o in outcomes]
 
-    def remove_document(self, doc_id: str) -> dict[str, Any]:
+    def remove_document(self, doc_id: str) -> Removed:
         """Drop one document from the index and the disk, then serve the index without it."""
         self.ready()
         result = remove_documents_and_files(self.settings, [doc_id])
         self.reload()
-        return {"removed": doc_id, "documents": len(result.manifest.documents),
-                "chunks": result.manifest.chunk_count}
+        return Removed(removed=doc_id, documents=len(result.manifest.documents),
+                       chunks=result.manifest.chunk_count)
 
     def watch_index(self, stop: threading.Event) -> None:
         """Load the index another process swapped in (a replica's upload, `rag index add`)

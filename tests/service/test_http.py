@@ -168,7 +168,11 @@ def test_unknown_route_is_a_json_404(server: Server) -> None:
 
 def test_index_description_and_openapi_schema(server: Server) -> None:
     info = httpx.get(f"{server.url}/v1/index").json()
-    assert info["documents"][0]["doc_id"] == "gsomia_article.txt"
+    document = info["documents"][0]
+    assert document["id"] == "gsomia_article.txt"
+    listed = httpx.get(f"{server.url}/v1/documents").json()["documents"][0]
+    assert {k: document[k] for k in listed} == listed  # one shape, plus this release's aliases
+    assert (document["doc_id"], document["sha256"]) == (listed["id"], listed["checksum"])
     assert info["chunk_count"] > 0
     assert info["models"] == {"embedding": "all-MiniLM-L6-v2",
                               "generator": "qwen2.5-coder-0.5b-instruct"}

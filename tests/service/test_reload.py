@@ -50,7 +50,7 @@ def _rebuild(settings: Settings, *paths: Path) -> None:
 
 def _documents(server: Server) -> list[str]:
     info = httpx.get(f"{server.url}/v1/index", timeout=10).json()
-    return sorted(d["doc_id"] for d in info["documents"])
+    return sorted(d["id"] for d in info["documents"])
 
 
 class Traffic:
