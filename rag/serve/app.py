@@ -40,7 +40,7 @@ from rag.serve import auth, logs, metrics, openai_api
 from rag.serve.admission import Admission, ModelGate
 from rag.serve.documents import MAX_FORM_PARTS, document_routes
 from rag.serve.errors import ERROR_RESPONSES, error_body, handle_error, without_server_paths
-from rag.serve.openai_api import ChatRequest, sse
+from rag.serve.openai_api import ChatCompletion, ChatRequest, sse
 from rag.serve.page import add_web_page
 from rag.serve.service import Service, ServiceDep
 from rag.settings import Settings
@@ -186,7 +186,7 @@ async def ask_stream(
 @post("/v1/chat/completions", status_code=200, responses=ERROR_RESPONSES)
 async def chat_completions(
     data: JSONBody[ChatRequest], service: ServiceDep, request: Request[Any, Any, Any]
-) -> Any:
+) -> ChatCompletion | Stream:
     service.ready()
     question = openai_api.question(data, service.settings)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"

@@ -14,7 +14,7 @@ import msgspec
 
 from rag.errors import InputError
 from rag.settings import Settings
-from rag.types import Answer, Question, Turn
+from rag.types import Answer, Citation, Question, Turn
 
 
 class ChatMessage(msgspec.Struct):
@@ -76,29 +76,57 @@ def chunk(completion_id: str, model: str, delta: dict[str, Any],
     })
 
 
-def completion(completion_id: str, answer: Answer) -> dict[str, Any]:
+class AssistantMessage(msgspec.Struct):
+    role: str  # "assistant"
+    content: str
+
+
+class CompletionChoice(msgspec.Struct):
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(msgspec.Struct):
+    """A chat completion as OpenAI shapes it, with the answer's grounding as extra keys."""
+
+    id: str
+    object: str  # "chat.completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    citations: list[Citation]
+    refused: bool
+    confidence: float | None  # P(the answer is right); None when refused
+    prompt: str
+    standalone_question: str | None
+
+
+def completion(completion_id: str, answer: Answer) -> ChatCompletion:
     prompt_tokens = answer.trace.prompt_tokens if answer.trace else 0
     completion_tokens = answer.trace.completion_tokens if answer.trace else 0
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": answer.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.answer},
-            "finish_reason": "stop",
-            "logprobs": None,
-        }],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-        **answer_extras(answer),
-    }
+    body = answer.body()
+    return ChatCompletion(
+        id=completion_id, object="chat.completion", created=int(time.time()), model=answer.model,
+        choices=[CompletionChoice(0, AssistantMessage("assistant", answer.answer), "stop")],
+        usage=Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens),
+        citations=body.citations, refused=body.refused, confidence=body.confidence,
+        prompt=body.prompt, standalone_question=body.standalone_question,
+    )
 
 
 def answer_extras(answer: Answer) -> dict[str, Any]:
-    """The grounding an OpenAI response has no field for."""
-    data = answer.to_dict()
-    return {"citations": data["citations"], "refused": answer.refused,
-            "confidence": data["confidence"], "prompt": answer.prompt,
-            "standalone_question": answer.standalone_question}
+    """The grounding an OpenAI response has no field for (the last stream chunk's extra keys:
+    the same as a completion's)."""
+    body = answer.body()
+    return {"citations": msgspec.to_builtins(body.citations), "refused": body.refused,
+            "confidence": body.confidence, "prompt": body.prompt,
+            "standalone_question": body.standalone_question}
