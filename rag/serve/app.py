@@ -17,8 +17,9 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -148,34 +149,25 @@ async def reload_index(service: ServiceDep) -> dict[str, Any]:
 async def ask(
     data: JSONBody[AskRequest], service: ServiceDep, request: Request[Any, Any, Any]
 ) -> AnswerBody:
-    service.ready()
-    question = data.checked(service.settings)
-    admission = service.gate.admit()
-    async with cancel_on_disconnect(request) as cancelled:
-        guard = Guard(cancelled, service.settings.request_timeout_s)
-        answer = await service.ask(question, admission, guard)
-    _note(request, answer)
-    return answer.body()
+    question, admission = _admitted(service, data.checked)
+    return (await _answered(service, question, admission, request)).body()
 
 
 @post("/v1/ask/stream", status_code=200, responses=ERROR_RESPONSES)
 async def ask_stream(
     data: JSONBody[AskRequest], service: ServiceDep, request: Request[Any, Any, Any]
 ) -> Stream:
-    service.ready()
-    question = data.checked(service.settings)
-    admission = service.gate.admit()  # a full queue is a 503 before the stream starts
+    question, admission = _admitted(service, data.checked)
 
     async def events() -> AsyncIterator[bytes]:
         yield b": answering\n\n"  # first byte at once: time to first byte never waits for the model
-        async for kind, payload in _run_streaming(service, question, admission):
+        async for kind, payload in _events(service, question, admission, request):
             if kind == "passages":
                 shown = [p.body() for p in payload]
                 yield sse("passages", {"passages": msgspec.to_builtins(shown)})
             elif kind == "delta":
                 yield sse("delta", {"text": payload})
             elif kind == "answer":
-                _note(request, payload)
                 yield sse("answer", payload.to_dict())
             else:
                 yield sse("error", error_body(payload)[1])
@@ -187,24 +179,18 @@ async def ask_stream(
 async def chat_completions(
     data: JSONBody[ChatRequest], service: ServiceDep, request: Request[Any, Any, Any]
 ) -> ChatCompletion | Stream:
-    service.ready()
-    question = openai_api.question(data, service.settings)
+    question, admission = _admitted(service, partial(openai_api.question, data))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    admission = service.gate.admit()
     if not data.stream:
-        async with cancel_on_disconnect(request) as cancelled:
-            guard = Guard(cancelled, service.settings.request_timeout_s)
-            answer = await service.ask(question, admission, guard)
-        _note(request, answer)
+        answer = await _answered(service, question, admission, request)
         return openai_api.completion(completion_id, answer)
 
     async def chunks() -> AsyncIterator[bytes]:
         model = service.ready().model_name
         yield openai_api.chunk(completion_id, model, {"role": "assistant", "content": ""})
-        async for kind, payload in _run_streaming(service, question, admission):
+        async for kind, payload in _events(service, question, admission, request):
             if kind == "answer":
                 # Only checked text reaches the client: a refusal cannot be unsent.
-                _note(request, payload)
                 yield openai_api.chunk(completion_id, model, {"content": payload.answer})
                 yield openai_api.chunk(completion_id, model, {}, finish_reason="stop",
                                           extra=openai_api.answer_extras(payload))
@@ -215,7 +201,31 @@ async def chat_completions(
     return _stream(chunks(), admission)
 
 
-# ---- streaming and cancellation -------------------------------------------------------------
+# ---- one path for every question: admitted, answered as a stream of events -----------------
+
+
+def _admitted(service: Service,
+              checked: Callable[[Settings], Question]) -> tuple[Question, Admission]:
+    """Every question route's start: the service is ready, the question valid, a place taken
+    at the model gate (a full queue is a 503 before any response starts, streams included)."""
+    service.ready()
+    question = checked(service.settings)
+    return question, service.gate.admit()
+
+
+async def _answered(service: Service, question: Question, admission: Admission,
+                    request: Request[Any, Any, Any]) -> Answer:
+    """A plain route's answer: the question's events drained, the client leaving (the next ASGI
+    message after the body) stopping the generation like a stream consumer stopping."""
+    async with cancel_on_disconnect(request) as cancelled, \
+            aclosing(_events(service, question, admission, request, cancelled)) as events:
+        async for kind, payload in events:
+            if kind == "error":
+                raise payload
+            if kind == "answer":
+                answer: Answer = payload
+                return answer
+    raise AssertionError("a question's events end with its answer or its error")
 
 
 def _stream(body: AsyncIterator[bytes], admission: Admission) -> Stream:
@@ -225,17 +235,18 @@ def _stream(body: AsyncIterator[bytes], admission: Admission) -> Stream:
                   background=BackgroundTask(admission.release))
 
 
-async def _run_streaming(
+async def _events(
     service: Service, question: Question, admission: Admission,
-) -> AsyncIterator[tuple[str, Any]]:
+    request: Request[Any, Any, Any], cancelled: threading.Event | None = None,
+) -> AsyncGenerator[tuple[str, Any], None]:
     """Run one question in a worker thread; yield ("passages"|"delta"|"answer"|"error", payload).
 
-    If the consumer stops (the client disconnected), the generation stops before its next
-    llama.cpp call.
+    If the consumer stops (a streaming client disconnected) or ``cancelled`` is set, the
+    generation stops before its next llama.cpp call. The answer is noted for the access log.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    guard = Guard(threading.Event(), service.settings.request_timeout_s)
+    guard = Guard(cancelled or threading.Event(), service.settings.request_timeout_s)
 
     def emit(kind: str, payload: Any) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
@@ -247,6 +258,7 @@ async def _run_streaming(
                 on_passages=lambda ps: emit("passages", ps),
                 on_delta=lambda text: emit("delta", text),
             )
+            _note(request, answer)
             emit("answer", answer)
         except Exception as exc:
             emit("error", exc)
