@@ -9,18 +9,20 @@ use them, so ``rag --help`` and ``rag index info`` start at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import traceback
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from rag.errors import InputError, ModelNotFoundError, RagError, UnreadableDocumentsError
-from rag.settings import PromptMode, Settings
+from rag.settings import Settings
 from rag.types import Answer, Question, Turn
 
 if TYPE_CHECKING:
@@ -58,32 +60,54 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
         return EXIT_INTERNAL
 
 
+# What a flag says beyond its default; every setting has a flag (and a RAG_<NAME> variable).
+FLAG_HELP = {
+    "index_dir": "index folder",
+    "llm": "which bundled generator",
+    "model_path": "any GGUF file; overrides --llm",
+    "top_k": "passages given to the model",
+    "prompt": "retrieval-layout prompt in prompts/",
+    "prompt_mode": "retrieved passages read in full (retrieval), the same with all but the best "
+                   "two from stored KV states (reuse), the whole corpus as a cached prefix "
+                   "(corpus), or corpus when it fits RAG_CORPUS_MAX_TOKENS (auto)",
+    "min_confidence": "refuse answers whose estimated P(right) is below this (default: the "
+                      "value chosen for the model)",
+    "n_threads": "CPU threads for decoding (0 = all)",
+    "chunk_tokens": "max tokens per chunk",
+    "chunk_overlap": "tokens shared by consecutive chunks",
+    "host": "address to bind",
+    "port": "port to serve on",
+}
+# Keys are never taken on a command line, where other users of the machine can read them.
+NO_FLAG = {"api_keys", "admin_keys"}
+# Shorter names kept for flags that had them.
+ALIASES = {"n_threads": ["--threads"]}
+
+
 def settings_parser() -> argparse.ArgumentParser:
-    """The flags that set settings, as a parent parser for every command that answers."""
+    """A flag for every setting (but keys), as a parent parser of every command; each is parsed
+    as its RAG_<NAME> variable is (``rag.settings``)."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("settings (each also readable from RAG_<NAME>)")
-    group.add_argument("--index-dir", type=Path, help="index folder (default var/index)")
-    group.add_argument("--llm", choices=["default", "small"], help="which bundled generator")
-    group.add_argument("--model-path", type=Path, help="any GGUF file; overrides --llm")
-    group.add_argument("--top-k", type=int, help="passages given to the model (default 4)")
-    group.add_argument("--prompt", help="retrieval-layout prompt in prompts/ (default answer_v3)")
-    group.add_argument("--prompt-mode", choices=get_args(PromptMode),
-                       help="retrieved passages read in full (default retrieval), the same "
-                            "with all but the best two from stored KV states (reuse), the whole "
-                            "corpus as a cached prefix (corpus), or corpus when it fits "
-                            "RAG_CORPUS_MAX_TOKENS (auto)")
-    group.add_argument("--min-confidence", type=float,
-                       help="refuse answers whose estimated P(right) is below this "
-                            "(default: the value chosen for the model)")
-    group.add_argument("--threads", dest="n_threads", type=int, help="CPU threads (0 = all)")
+    hints = typing.get_type_hints(Settings)
+    for name, spec in Settings.__dataclass_fields__.items():
+        if name in NO_FLAG:
+            continue
+        default = spec.default if spec.default is not dataclasses.MISSING else None
+        shown = "" if default is None else f" (default {default})"
+        hint = hints[name]
+        choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else None
+        group.add_argument(f"--{name.replace('_', '-')}", *ALIASES.get(name, []), dest=name,
+                           choices=choices, metavar=None if choices else name.upper(),
+                           help=FLAG_HELP.get(name, name.replace("_", " ")) + shown)
     return common
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Defaults, then RAG_* variables, then the flags given."""
-    names = ["index_dir", "llm", "model_path", "top_k", "prompt", "prompt_mode", "n_threads",
-             "min_confidence", "chunk_tokens", "chunk_overlap", "host", "port"]
-    return Settings.from_env(**{name: getattr(args, name, None) for name in names})
+    flags = {name: getattr(args, name) for name in Settings.__dataclass_fields__
+             if getattr(args, name, None) is not None}
+    return Settings.from_env(flags=flags)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,8 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                        help=".txt, .md, .html, .pdf, .docx files or folders "
                             "(default: the bundled article)")
-    build.add_argument("--chunk-tokens", type=int, help="max tokens per chunk")
-    build.add_argument("--chunk-overlap", type=int, help="tokens shared by consecutive chunks")
     build.set_defaults(command=cmd_index_build)
     add = index_commands.add_parser(
         "add", parents=[common, engine],
@@ -137,8 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
     chat.set_defaults(command=cmd_chat)
 
     serve = commands.add_parser("serve", parents=[common], help="run the HTTP service")
-    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.set_defaults(command=cmd_serve)
 
 

@@ -180,15 +180,20 @@ class Settings:
         return self.n_threads_batch or os.cpu_count() or 1
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then ``RAG_*`` environment variables, then explicit overrides (CLI flags)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 flags: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``RAG_*`` environment variables, then ``flags`` (a command line's
+        text, by field name, parsed as the variables are), then explicit typed overrides."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
-                values[f.name] = _parse(f.name, raw, hints[f.name])
+                values[f.name] = _parse(f"{ENV_PREFIX}{f.name.upper()}={raw!r}", raw,
+                                        hints[f.name])
+        for name, raw in (flags or {}).items():
+            values[name] = _parse(f"--{name.replace('_', '-')} {raw!r}", raw, hints[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -203,8 +208,8 @@ class Settings:
         return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
 
 
-def _parse(name: str, raw: str, hint: Any) -> Any:
-    env_name = ENV_PREFIX + name.upper()
+def _parse(given: str, raw: str, hint: Any) -> Any:
+    """``raw`` as a value of type ``hint``; ``given`` names where it came from in an error."""
     target = _concrete_type(hint)
     try:
         if typing.get_origin(target) is Literal:
@@ -218,7 +223,7 @@ def _parse(name: str, raw: str, hint: Any) -> Any:
             return _parse_bool(raw)
         return target(raw)
     except ValueError as exc:
-        raise SettingsError(f"{env_name}={raw!r} is not valid: {exc}") from None
+        raise SettingsError(f"{given} is not valid: {exc}") from None
 
 
 def _concrete_type(hint: Any) -> Any:
