@@ -22,7 +22,7 @@ import numpy as np
 
 from rag.answer.prompts import PromptTemplate, quoted
 from rag.guard import NO_GUARD, Guard
-from rag.llm.engine import SequenceReader, shared_prefix
+from rag.llm.engine import SequenceReader
 from rag.retrieval.lexical import terms
 from rag.types import Turn
 
@@ -106,9 +106,7 @@ class Resolver(SequenceReader):
     @cached_property
     def prefix(self) -> list[int]:
         """The tokens every resolution prompt starts with: kept in the cache between calls."""
-        return shared_prefix(self.engine,
-                             self.template.messages(history="A", question="A", word="A"),
-                             self.template.messages(history="B", question="B", word="B"))
+        return self.template.fixed_prefix(self.engine)
 
     def _shown(self, history: Sequence[Turn]) -> str:
         """The last turns that fit the history budget, oldest first."""

@@ -22,7 +22,7 @@ from rag.answer.passage_states import PassageStates
 from rag.answer.prompts import PromptTemplate, load_template, quoted
 from rag.errors import SettingsError
 from rag.llm import selftest
-from rag.llm.engine import Engine, shared_prefix
+from rag.llm.engine import Engine
 from rag.retrieval.store import KV_STATES, StoredIndex
 from rag.settings import Settings
 from rag.types import Chunk, Passage
@@ -71,9 +71,7 @@ class RetrievalPrompt:
         return PromptPlan(numbers, (Segment(text),))
 
     def fixed_prefix(self) -> list[int]:
-        return shared_prefix(self.engine,
-                             self.template.messages(passages="A", question="A"),
-                             self.template.messages(passages="B", question="B"))
+        return self.template.fixed_prefix(self.engine)
 
 
 class ReusePrompt(RetrievalPrompt):
@@ -138,11 +136,7 @@ class CorpusPrompt:
         return PromptPlan(retrieved, (Segment(self.engine.render(messages)),))
 
     def fixed_prefix(self) -> list[int]:
-        return shared_prefix(
-            self.engine,
-            self.template.messages(passages=self.corpus, question="A"),
-            self.template.messages(passages=self.corpus, question="B"),
-        )
+        return self.template.fixed_prefix(self.engine, passages=self.corpus)
 
 
 def format_corpus(chunks: list[Chunk]) -> tuple[str, dict[int, Chunk]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from string import Template
 
 from rag.errors import SettingsError
+from rag.llm.engine import Engine, shared_prefix
 
 _SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
 
@@ -33,6 +34,14 @@ class PromptTemplate:
                 f"prompt {self.name} uses ${exc.args[0]}, which is not provided"
             ) from None
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    def fixed_prefix(self, engine: Engine, **held: str) -> list[int]:
+        """The tokens every prompt of this template starts with when the ``held`` fields keep
+        these values: rendered twice with every other field different, up to where the two
+        part. What a reader keeps in its KV sequence between calls (and saves to disk)."""
+        varied = [name for name in self.user.get_identifiers() if name not in held]
+        return shared_prefix(engine, self.messages(**held, **dict.fromkeys(varied, "A")),
+                             self.messages(**held, **dict.fromkeys(varied, "B")))
 
 
 def load_template(name: str, prompts_dir: Path) -> PromptTemplate:

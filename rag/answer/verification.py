@@ -33,7 +33,6 @@ from rag.llm.engine import (
     SequenceReader,
     choice_probability,
     first_token_ids,
-    shared_prefix,
     token_logprob,
 )
 
@@ -124,9 +123,7 @@ class Verifier(SequenceReader):
     @cached_property
     def prefix(self) -> list[int]:
         """The tokens every verification prompt starts with: kept in the cache."""
-        return shared_prefix(self.engine,
-                             self.template.messages(text="A", question="A", answer="A"),
-                             self.template.messages(text="B", question="B", answer="B"))
+        return self.template.fixed_prefix(self.engine)
 
     def _read(self, tokens: list[int], asked: slice, guard: Guard) -> list[Logits]:
         """Read ``tokens`` after the fixed prefix; the logits that predict each token of
