@@ -124,16 +124,8 @@ def _sequences(engine: Engine, names: tuple[str, ...], slot: int = 0) -> tuple[K
 
 def fixed_prefixes(pipeline: Pipeline) -> list[tuple[str, KvSequence, list[int], str]]:
     """Each reader's name, sequence, fixed prompt prefix and template version."""
-    drafter = pipeline.drafter
-    parts: list[tuple[str, KvSequence, list[int], str]] = [
-        (f"answer-{drafter.prompt.mode}", drafter.seq, drafter.prefix,
-         drafter.prompt.template.version)]
-    if pipeline.verifier is not None:
-        parts.append(("verify", pipeline.verifier.seq, pipeline.verifier.prefix,
-                      pipeline.verifier.template.version))
-    parts.append(("followup", pipeline.resolver.seq, pipeline.resolver.prefix,
-                  pipeline.resolver.template.version))
-    return parts
+    return [(reader.name, reader.seq, reader.prefix, reader.template.version)
+            for reader in pipeline.readers]
 
 
 def same_prefixes(served: Pipeline, fresh: Pipeline) -> bool:

@@ -16,6 +16,7 @@ from rag.answer.budget import passages_that_fit
 from rag.answer.citations import CitationChecker, SupportReport
 from rag.answer.drafting import DeltaCallback, Draft, Drafter
 from rag.answer.followup import Resolver
+from rag.answer.prompts import PromptReader
 from rag.answer.verification import Verifier
 from rag.decision.policy import QUESTION_PMI, REFUSAL_ANSWER, VERIFICATION, Policy, Verdict
 from rag.guard import Guard
@@ -48,6 +49,12 @@ class Pipeline:
     # Measure every draft fully and record every gate's verdict, whatever the decision needs
     # (the eval harness does, so other policies can be replayed on its reports).
     explain: bool = False
+
+    @property
+    def readers(self) -> list[PromptReader]:
+        """Every reader of the model, each on its own KV sequence with its fixed prefix."""
+        verifier = [self.verifier] if self.verifier is not None else []
+        return [self.drafter, *verifier, self.resolver]
 
     @property
     def index(self) -> StoredIndex:

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rag.answer.layouts import AnswerPrompt, PromptPlan
+from rag.answer.prompts import PromptTemplate
 from rag.guard import NO_GUARD, Guard
 from rag.llm.engine import (
     KvSequence,
@@ -126,6 +127,14 @@ class Drafter(SequenceReader):
             if len(ids := engine.tokenize(end)) == 1:
                 self._choices[ids[0]] = "]"
         self._choices[self._next_number[0]] = ","
+
+    @property
+    def name(self) -> str:
+        return f"answer-{self.prompt.mode}"
+
+    @property
+    def template(self) -> PromptTemplate:
+        return self.prompt.template
 
     @cached_property
     def prefix(self) -> list[int]:

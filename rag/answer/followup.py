@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
@@ -51,6 +52,7 @@ def points_back(question: str, history: Sequence[Turn]) -> bool:
 
 @dataclass(eq=False)
 class Resolver(SequenceReader):
+    name: ClassVar[str] = "followup"
     template: PromptTemplate
     max_turns: int
 

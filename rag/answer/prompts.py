@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Protocol
 
 from rag.errors import SettingsError
-from rag.llm.engine import Engine, shared_prefix
+from rag.llm.engine import Engine, KvSequence, shared_prefix
 
 _SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
 
@@ -42,6 +43,24 @@ class PromptTemplate:
         varied = [name for name in self.user.get_identifiers() if name not in held]
         return shared_prefix(engine, self.messages(**held, **dict.fromkeys(varied, "A")),
                              self.messages(**held, **dict.fromkeys(varied, "B")))
+
+
+class PromptReader(Protocol):
+    """A reader whose every prompt starts with one fixed prefix of its template, kept in its own
+    KV sequence between calls (and saved beside the index: ``rag.factory.warm_up``)."""
+
+    @property
+    def name(self) -> str:
+        """What its saved prefix state is called."""
+
+    @property
+    def seq(self) -> KvSequence: ...
+
+    @property
+    def template(self) -> PromptTemplate: ...
+
+    @property
+    def prefix(self) -> list[int]: ...
 
 
 def load_template(name: str, prompts_dir: Path) -> PromptTemplate:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 from rag.answer.prompts import PromptTemplate, quoted
 from rag.guard import NO_GUARD, Guard
@@ -54,6 +55,7 @@ class Verification:
 
 @dataclass(eq=False)
 class Verifier(SequenceReader):
+    name: ClassVar[str] = "verify"
     template: PromptTemplate
     max_answer_tokens: int
     check_seqs: tuple[KvSequence, ...] = ()  # one per candidate read beside the others
