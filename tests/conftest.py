@@ -81,9 +81,11 @@ def pipeline(
 def article_server(settings: Settings, article_index: StoredIndex,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One `rag serve` over the article index for every module that needs no setting of its own
-    (each start loads the models: about 20 s here). Its queue holds 4 waiting requests."""
+    (each start loads the models: about 20 s here). Its queue holds 4 waiting requests, and a
+    request's deadline is one no queued question reaches on a slow machine (the load check
+    fills the queue; tests/service/test_http_limits.py has the deadline's 504)."""
     from tests.servers import running_server  # it imports this module
 
     log = tmp_path_factory.mktemp("server") / "service.log"
-    with running_server(settings, log, RAG_MAX_QUEUE="4") as running:
+    with running_server(settings, log, RAG_MAX_QUEUE="4", RAG_REQUEST_TIMEOUT_S="240") as running:
         yield running

@@ -53,13 +53,6 @@ def test_ask_json_prints_the_answer_contract(env: dict[str, str]) -> None:
 
 
 @pytest.mark.llm
-def test_ask_prints_numbered_citations(env: dict[str, str]) -> None:
-    result = run("ask", "Where did Motegi talk to reporters?", env=env)
-    assert result.returncode == 0, result.stderr
-    assert "[1] gsomia_article.txt, characters" in result.stdout
-
-
-@pytest.mark.llm
 def test_chat_answers_rewrites_a_follow_up_and_quits(env: dict[str, str], tmp_path: Path) -> None:
     typed = "Who is Japan's foreign minister?\nWhere did he speak to reporters?\n/quit\n"
     result = subprocess.run([*RAG, "chat"], input=typed, capture_output=True, text=True,
@@ -145,6 +138,7 @@ def test_first_question_builds_the_bundled_index_at_the_default_location(tmp_pat
     assert result.returncode == 0, result.stderr
     assert "indexing the bundled article first" in result.stderr
     assert (tmp_path / "var" / "index" / MANIFEST).is_file()
+    assert "[1] gsomia_article.txt, characters" in result.stdout  # numbered citations
 
 
 def test_citations_show_the_page_of_paged_documents() -> None:

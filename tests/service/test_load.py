@@ -1,8 +1,8 @@
 """A bounded load test and fuzzing of the real service (small model): questions from more clients
 than the queue holds, waiting out each 503 as told (Retry-After), are all answered, each one
 right, with no crash and memory back near its warm level (a short check in `make test`, the long
-load in `make soak`); 50 questions drawn by hypothesis get an answer or a clean 4xx; schemathesis
-finds no 5xx and no response off the schema in 100 examples per route."""
+load in `make soak`); questions drawn by hypothesis get an answer or a clean 4xx; schemathesis
+finds no 5xx and no response off the schema (20 draws each in `make test`, 100 in `make soak`)."""
 
 import time
 from collections.abc import Iterator
@@ -38,8 +38,8 @@ QUESTIONS: dict[str, str | None] = {
 NOTE = ("The Varn ferry leaves Sill harbour at seven each morning. Its captain, Ada Holt, has "
         "run it since 2014. Tickets cost four crowns.\n")
 # A load: clients asking at once against a queue of `queue` waiting requests, `questions` asked
-# after a warm-up of as many as there are clients. The check of every `make test` overfills a
-# queue of 4 from 8 clients (20 questions, about 2 minutes where the small model answers in 4 s);
+# after a warm-up of as many as there are clients. The check of every `make test` overfills the
+# shared article service's queue of 4 from 8 clients (20 questions, about 2 minutes at 4 s each);
 # the soak (`make soak`) the default queue of 16 from 32 clients, long enough to keep it full for
 # minutes and under 10 there (an AVX2 AMD EPYC, 2026-12-01; 200 took over 20 minutes). The full
 # load is `python -m bench --only service`.
@@ -89,16 +89,26 @@ def _right(outcome: Outcome) -> bool:
     return not outcome.body["refused"] and expected in outcome.body["answer"]
 
 
-@pytest.mark.parametrize("load", [
-    CHECK_LOAD, pytest.param(SOAK_LOAD, marks=pytest.mark.soak)], ids=["check", "soak"])
 def test_questions_from_clients_overfilling_the_queue_are_all_answered_right(
-    settings: Settings, article_index: object, tmp_path: Path, load: Load
+    article_server: Server
+) -> None:
+    """The check: the shared article service, whose queue holds CHECK_LOAD.queue."""
+    _answered_right_under(article_server, CHECK_LOAD)
+
+
+@pytest.mark.soak
+def test_questions_from_clients_overfilling_the_default_queue_are_all_answered_right(
+    settings: Settings, article_index: object, tmp_path: Path
 ) -> None:
     # A deadline no queued question reaches on a slow machine (16 waiting, a few seconds each):
     # this test is of answers under load; tests/service/test_http_limits.py has the deadline's 504.
     with running_server(settings, tmp_path / "service.log", RAG_REQUEST_TIMEOUT_S="240",
-                        RAG_MAX_QUEUE=str(load.queue)) as server:
-        outcomes, warm, after = _under_load(server, load)
+                        RAG_MAX_QUEUE=str(SOAK_LOAD.queue)) as server:
+        _answered_right_under(server, SOAK_LOAD)
+
+
+def _answered_right_under(server: Server, load: Load) -> None:
+    outcomes, warm, after = _under_load(server, load)
     answered = [o for o in outcomes if o.status == 200]
     turned_away = sum(o.turned_away for o in outcomes)
     print(f"load: {len(answered)} of {load.questions} answered after {turned_away} 503s waited "
@@ -138,31 +148,41 @@ def small(embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield running
 
 
-@hypothesis.settings(max_examples=50, deadline=None, derandomize=True,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(question=strategies.text(min_size=1, max_size=2000), top_k=strategies.integers(1, 20))
+# Examples drawn per property: a sample in every `make test`, the full draw in `make soak`.
+DRAWS = pytest.mark.parametrize("draws", [
+    20, pytest.param(100, marks=pytest.mark.soak)], ids=["check", "soak"])
+
+
+@DRAWS
 def test_any_question_and_top_k_in_range_get_an_answer_or_a_clean_4xx(
-    small: Server, question: str, top_k: int
+    small: Server, draws: int
 ) -> None:
-    response = httpx.post(f"{small.url}/v1/ask", json={"question": question, "top_k": top_k},
-                          timeout=120)
-    assert response.status_code in {200, 400}, response.text
-    body = response.json()
-    if response.status_code == 200:
-        assert body["refused"] or body["citations"], body
-        assert body["refused"] == (body["confidence"] is None)
-    else:
-        assert body["error"]["message"]
+    @given(question=strategies.text(min_size=1, max_size=2000),
+           top_k=strategies.integers(1, 20))
+    @hypothesis.settings(max_examples=draws, deadline=None, derandomize=True)
+    def asked(question: str, top_k: int) -> None:
+        response = httpx.post(f"{small.url}/v1/ask",
+                              json={"question": question, "top_k": top_k}, timeout=120)
+        assert response.status_code in {200, 400}, response.text
+        body = response.json()
+        if response.status_code == 200:
+            assert body["refused"] or body["citations"], body
+            assert body["refused"] == (body["confidence"] is None)
+        else:
+            assert body["error"]["message"]
+
+    asked()
 
 
-def test_fuzzed_requests_get_no_5xx_and_match_the_schema(small: Server) -> None:
+@DRAWS
+def test_fuzzed_requests_get_no_5xx_and_match_the_schema(small: Server, draws: int) -> None:
     schema = schemathesis.openapi.from_url(f"{small.url}/schema/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {"/v1/ask", "/v1/chat/completions", "/readyz"}
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @hypothesis.settings(max_examples=100, deadline=None, derandomize=True,
+        @hypothesis.settings(max_examples=draws, deadline=None, derandomize=True,
                              suppress_health_check=list(HealthCheck))
         def check(case: Any) -> None:
             # No 5xx, and every response as the schema documents it (status and body). Schema-
