@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import threading
@@ -39,7 +40,7 @@ class Embedder:
         # One SentenceTransformer is not safe to share between threads (its fast tokenizer and
         # forward pass; sentence-transformers issues 794 and 857), and the service's request
         # threads and upload jobs share this one; torch already spreads one call over the cores.
-        self._lock = threading.Lock()
+        self._lock = FairLock()
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> Vectors:
         """L2-normalized vectors of ``texts``, one batch per hold of the lock: a question's
@@ -57,6 +58,34 @@ class Embedder:
                     [texts[i] for i in rows], batch_size=batch_size, normalize_embeddings=True,
                     convert_to_numpy=True, show_progress_bar=False)
         return vectors
+
+
+class FairLock:
+    """A lock taken in the order it was asked for. With a plain Lock the thread that releases it
+    usually takes it again first (it holds the GIL; the waiter has yet to wake), so a question
+    could wait behind every batch of an upload instead of one; here the lock passes straight
+    to the longest waiter."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: collections.deque[threading.Event] = collections.deque()
+        self._held = False
+
+    def __enter__(self) -> None:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()  # set by the holder, who hands the lock over held
+
+    def __exit__(self, *exc: object) -> None:
+        with self._guard:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._held = False
 
 
 def _embedding_model_dir() -> Path:
