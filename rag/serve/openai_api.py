@@ -113,20 +113,23 @@ class ChatCompletion(msgspec.Struct):
 def completion(completion_id: str, answer: Answer) -> ChatCompletion:
     prompt_tokens = answer.trace.prompt_tokens if answer.trace else 0
     completion_tokens = answer.trace.completion_tokens if answer.trace else 0
-    body = answer.body()
     return ChatCompletion(
         id=completion_id, object="chat.completion", created=int(time.time()), model=answer.model,
         choices=[CompletionChoice(0, AssistantMessage("assistant", answer.answer), "stop")],
         usage=Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens),
-        citations=body.citations, refused=body.refused, confidence=body.confidence,
-        prompt=body.prompt, standalone_question=body.standalone_question,
+        **_grounding(answer),
     )
 
 
 def answer_extras(answer: Answer) -> dict[str, Any]:
-    """The grounding an OpenAI response has no field for (the last stream chunk's extra keys:
-    the same as a completion's)."""
+    """The grounding as the last stream chunk's extra keys: the same as a completion's."""
+    extras: dict[str, Any] = msgspec.to_builtins(_grounding(answer))
+    return extras
+
+
+def _grounding(answer: Answer) -> dict[str, Any]:
+    """The answer's fields an OpenAI response has no field for, as its JSON record has them."""
     body = answer.body()
-    return {"citations": msgspec.to_builtins(body.citations), "refused": body.refused,
+    return {"citations": body.citations, "refused": body.refused,
             "confidence": body.confidence, "prompt": body.prompt,
             "standalone_question": body.standalone_question}
