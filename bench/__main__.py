@@ -61,6 +61,13 @@ def main() -> None:
     parser.add_argument("--layouts", default=",".join(LAYOUTS),
                         help="the prompt layouts the latency phase measures, comma-separated "
                         f"(default {','.join(LAYOUTS)})")
+    parser.add_argument("--reuse", default="",
+                        help="variants of the reuse layout to measure, comma-separated "
+                        "PASSAGES:TOKENS (the best passages read whole : first tokens of every "
+                        "stored one read anew), e.g. 2:0,0:8; default the settings' own")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the latency phase's llama.cpp floor (a replay of every read, "
+                        "which doubles the phase's time)")
     parser.add_argument("--no-documents", action="store_true",
                         help="skip the latency phase's corpus larger than the context")
     args = parser.parse_args()
@@ -82,9 +89,10 @@ def main() -> None:
                                                            settings.threads, others,
                                                            work / "builds")
         if phases - {"llama-builds"}:
-            layouts = [m for m in args.layouts.split(",") if m]
+            layouts = _layout_settings(settings, [m for m in args.layouts.split(",") if m],
+                               [v for v in args.reuse.split(",") if v])
             _run_pipeline_phases(phases, profile, settings, work, results, layouts,
-                                 documents=not args.no_documents)
+                                 documents=not args.no_documents, floor=not args.no_floor)
     results["duration_s"] = time.perf_counter() - started
     out = args.out or RESULTS / ("latest.json" if not args.only
                                  else f"only-{'-'.join(sorted(phases))}.json")
@@ -94,9 +102,24 @@ def main() -> None:
     print(f"\nwrote {out}")
 
 
+def _layout_settings(settings: Settings, modes: list[str],
+             reuse: list[str]) -> dict[str, Settings]:
+    """Each layout measured, by name; the reuse layout once per variant, the one reading fewest
+    passages whole first (its cold pass stores every passage the others append)."""
+    layouts: dict[str, Settings] = {}
+    for mode in modes:
+        if mode != "reuse" or not reuse:
+            layouts[mode] = settings.replace(prompt_mode=mode)
+            continue
+        for passages, tokens in sorted(tuple(map(int, v.split(":"))) for v in reuse):
+            layouts[f"reuse-p{passages}-k{tokens}"] = settings.replace(
+                prompt_mode=mode, reuse_fresh_passages=passages, reuse_fresh_tokens=tokens)
+    return layouts
+
+
 def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Settings,
-                         work: Path, results: dict[str, Any], layouts: list[str],
-                         documents: bool) -> None:
+                         work: Path, results: dict[str, Any], layouts: dict[str, Settings],
+                         documents: bool, floor: bool) -> None:
     embedder = Embedder(settings.threads)
     build_index(settings, [BUNDLED_CORPUS], embedder)
     items = select(load_gold(GOLD), None, profile["questions"], 13)
@@ -130,8 +153,8 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
 
     if "latency" in phases:
         _phase("answer latency: every prompt layout and the llama.cpp floor, then naive")
-        modes = {mode: _layout(settings.replace(prompt_mode=mode), embedder, items)
-                 for mode in layouts}
+        modes = {name: _layout(chosen, embedder, items, floor)
+                 for name, chosen in layouts.items()}
         naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder, settings)
         reference = latency.measure_naive(naive, questions)
         del naive
@@ -145,8 +168,9 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
             sample = select(load_gold(SQUAD / "gold.jsonl"), None, profile["squad_questions"], 13)
             results["answer_latency_documents"] = {
                 "corpus": "SQuAD 2.0 dev, 2 articles in one index", "modes": {
-                    mode: _layout(scoped.replace(prompt_mode=mode), embedder, sample)
-                    for mode in layouts if mode != "corpus"}}
+                    name: _layout(chosen.replace(index_dir=scoped.index_dir), embedder, sample,
+                                  floor)
+                    for name, chosen in layouts.items() if chosen.prompt_mode != "corpus"}}
 
     if "uploads" in phases:
         _phase("documents uploaded to two replicas: upload to answerable, beside a full rebuild")
@@ -194,20 +218,21 @@ def _count_changed_answers(results: dict[str, Any]) -> None:
                 level, reference["answers"])
 
 
-def _layout(settings: Settings, embedder: Embedder, items: list[GoldItem]) -> dict[str, Any]:
-    """One prompt layout's latency and answers; with stored passages, a first pass over the
-    questions computes their states (measured apart as the cold pass)."""
+def _layout(settings: Settings, embedder: Embedder, items: list[GoldItem],
+            floor: bool) -> dict[str, Any]:
+    """One prompt layout's latency and answers; with stored passages and none stored yet, a first
+    pass over the questions computes their states (measured apart as the cold pass)."""
     pipeline = load_pipeline(settings, embedder)
     warm_up(pipeline)
     cold: dict[str, Any] = {}
     states = pipeline.drafter.prompt.states
-    if states is not None:
-        first = latency.measure(pipeline, settings, items)
+    if states is not None and not states.size_bytes():
+        first = latency.measure(pipeline, settings, items, floor=False)
         cold = {"cold_pipeline_p50_s": first["pipeline_p50_s"],
                 "states_computed": states.stats.computed,
                 "store_bytes": states.size_bytes(),
                 "store_bytes_per_token": states.size_bytes() / max(states.stats.stored_tokens, 1)}
-    result = latency.measure(pipeline, settings, items) | cold
+    result = latency.measure(pipeline, settings, items, floor) | cold
     pipeline.drafter.engine.close()
     return result
 

@@ -33,22 +33,25 @@ def replay(engine: Engine, calls: list[Call]) -> dict[str, float]:
         if call.fork_to:
             engine.fork(call.seq, call.fork_to)
         elif call.side:
-            for seq, start, _ in call.side:
+            for seq, start, _, _ in call.side:
                 engine.truncate(seq, start)
-            engine.extend_each([(seq, tokens) for seq, _, tokens in call.side])
+            engine.extend_each([(seq, tokens, outputs) for seq, _, tokens, outputs in call.side])
         elif call.block is None:
             engine.extend(call.seq, call.tokens, call.outputs)
         else:
-            engine.insert_block(call.seq, call.block, call.tokens, call.origin)
+            engine.insert_block(call.seq, call.block, call.tokens, call.origin, call.lead,
+                                call.fresh)
         spent[call.seq.name] = spent.get(call.seq.name, 0.0) + time.perf_counter() - started
     return spent
 
 
-def measure(pipeline: Pipeline, settings: Settings, items: list[GoldItem]) -> dict[str, Any]:
+def measure(pipeline: Pipeline, settings: Settings, items: list[GoldItem],
+            floor: bool = True) -> dict[str, Any]:
     """Latency of each question, and whether its answer was right (strictly: a gold answer in it
-    and not padded, or a refusal where the documents do not say)."""
+    and not padded, or a refusal where the documents do not say); with ``floor``, the
+    llama.cpp floor replayed after them."""
     totals, ttfts, per_question_calls = [], [], []
-    answer_tokens, steps, calls_per_answer = [], [], []
+    answer_tokens, steps, calls_per_answer, tokens_read = [], [], [], []
     answers: dict[str, str | None] = {}
     for item in items:
         question = item.question
@@ -61,11 +64,13 @@ def measure(pipeline: Pipeline, settings: Settings, items: list[GoldItem]) -> di
             marks.setdefault("first_delta", time.perf_counter())
 
         engine = pipeline.drafter.engine
+        read_before = engine.stats.tokens
         with recording(engine) as calls:
             started = time.perf_counter()
             answer = pipeline.ask(Question.checked(question, settings), on_passages=on_passages,
                                   on_delta=on_delta)
             totals.append(time.perf_counter() - started)
+        tokens_read.append(engine.stats.tokens - read_before)
         per_question_calls.append(calls)
         answers[item.id] = None if answer.refused else answer.answer
         if "first_delta" in marks:
@@ -75,11 +80,7 @@ def measure(pipeline: Pipeline, settings: Settings, items: list[GoldItem]) -> di
             steps.append(answer.trace.decode_steps)
             calls_per_answer.append(len(calls))
 
-    spent = [replay(pipeline.drafter.engine, calls) for calls in per_question_calls]
-    floors = [sum(s.values()) for s in spent]
-    verifications = [s["verify"] for s in spent if "verify" in s]
-    overheads = [t - f for t, f in zip(totals, floors, strict=True)]
-    return {
+    result = {
         "questions": len(items),
         "right": sum(_right(item, answers[item.id]) for item in items),
         "answers": answers,
@@ -87,17 +88,31 @@ def measure(pipeline: Pipeline, settings: Settings, items: list[GoldItem]) -> di
         "prompt_mode": pipeline.drafter.prompt.mode,
         "pipeline_p50_s": percentile(totals, 50),
         "pipeline_p95_s": percentile(totals, 95),
+        "ttft_after_retrieval_p50_s": percentile(ttfts, 50),
+        "ttft_after_retrieval_p95_s": percentile(ttfts, 95),
+        "tokens_read_p50": percentile(tokens_read, 50),
+        "answered": len(answer_tokens),
+        "answer_tokens_p50": percentile(answer_tokens, 50),
+        "decode_steps_p50": percentile(steps, 50),
+        "decode_calls_p50": percentile(calls_per_answer, 50),
+    }
+    return result | (_floor(pipeline.drafter.engine, per_question_calls, totals) if floor else {})
+
+
+def _floor(engine: Engine, per_question_calls: list[list[Call]],
+           totals: list[float]) -> dict[str, Any]:
+    """Each question's calls replayed: the llama.cpp floor, the pipeline's overhead above it and
+    the verifier's share."""
+    spent = [replay(engine, calls) for calls in per_question_calls]
+    floors = [sum(s.values()) for s in spent]
+    verifications = [s["verify"] for s in spent if "verify" in s]
+    overheads = [t - f for t, f in zip(totals, floors, strict=True)]
+    return {
         "floor_p50_s": percentile(floors, 50),
         "overhead_p50_s": percentile(overheads, 50),
         "ratio_overhead_to_floor_p50": percentile(overheads, 50) / percentile(floors, 50),
         "verified": len(verifications),
         "verification_p50_s": percentile(verifications, 50) if verifications else None,
-        "ttft_after_retrieval_p50_s": percentile(ttfts, 50),
-        "ttft_after_retrieval_p95_s": percentile(ttfts, 95),
-        "answered": len(answer_tokens),
-        "answer_tokens_p50": percentile(answer_tokens, 50),
-        "decode_steps_p50": percentile(steps, 50),
-        "decode_calls_p50": percentile(calls_per_answer, 50),
     }
 
 

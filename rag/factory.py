@@ -164,7 +164,8 @@ def _policy(settings: Settings, model: ModelChoice) -> Policy:
 
 def _drafter(settings: Settings, engine: Engine, index: StoredIndex) -> Drafter:
     return Drafter(engine, engine.sequence("answer"), choose_layout(settings, engine, index),
-                   settings.max_answer_tokens, _sequences(engine, BRANCH_SEQUENCES))
+                   settings.max_answer_tokens, _sequences(engine, BRANCH_SEQUENCES),
+                   settings.lookahead_tokens)
 
 
 def _checker(embedder: Embedder, settings: Settings, index: StoredIndex) -> CitationChecker:

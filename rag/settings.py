@@ -49,6 +49,10 @@ class Settings:
     n_batch: int = 512
     flash_attn: bool = False
     max_answer_tokens: int = 96
+    # Tokens guessed per answer step from what followed the answer's last tokens in the prompt,
+    # all checked in the step's one read (prompt-lookup decoding; the answer is the greedy one
+    # either way); 0 decodes one token a step.
+    lookahead_tokens: int = 3
     # A request still waiting or generating after this long stops (HTTP 504), freeing the model.
     request_timeout_s: float = 60.0
     # How the passages reach the model: "retrieval" shows the retrieved ones; "reuse" the same,
@@ -60,6 +64,10 @@ class Settings:
     corpus_max_tokens: int = 2500
     # The reuse layout's stored passage states (beside the index): the disk they may take.
     passage_states_mb: int = 2048
+    # The reuse layout: how many of the best passages are read whole, beside the question, and
+    # how many first tokens of every stored passage are read anew where it lands (EPIC).
+    reuse_fresh_passages: int = 2
+    reuse_fresh_tokens: int = 0
     prompt: str = "answer_v3"
     verify_prompt: str = "verify_v1"
     followup_prompt: str = "resolve_v1"
@@ -146,6 +154,9 @@ class Settings:
             (self.request_timeout_s > 0, "request_timeout_s must be above 0"),
             (self.corpus_max_tokens >= 0, "corpus_max_tokens must be 0 or more"),
             (self.passage_states_mb >= 1, "passage_states_mb must be at least 1"),
+            (0 <= self.lookahead_tokens <= 32, "lookahead_tokens must be between 0 and 32"),
+            (self.reuse_fresh_passages >= 0, "reuse_fresh_passages must be 0 or more"),
+            (0 <= self.reuse_fresh_tokens <= 64, "reuse_fresh_tokens must be between 0 and 64"),
             (self.max_answer_tokens >= 16, "max_answer_tokens must be at least 16"),
             (self.max_question_chars >= 1, "max_question_chars must be at least 1"),
             (self.max_queue >= 1, "max_queue must be at least 1"),

@@ -7,8 +7,12 @@ what is free in it; the loop writes the rest, each fixed part as one batched rea
 1. the prompt, ``{"found":`` and, speculatively, `` true, "answer": "`` are read in one batch. The
    logits at ``{"found":`` give P(found) (" true" against " false"); below one half the model says
    "not found" and generation stops there, so a refusal costs no decoding at all.
-2. The answer text is decoded greedily, one token a step, until an unescaped quote, an end token
-   or the token budget, and streams through ``on_delta``. Beside it, in the same steps, the
+2. The answer text is decoded greedily until an unescaped quote, an end token or the token
+   budget, and streams through ``on_delta``. Answers are mostly copied from the passages, so each
+   step also reads a guess of the next tokens: what followed the answer's last tokens where they
+   occur in the prompt (prompt-lookup decoding). The logits at each guessed token say whether
+   greedy decoding would have chosen it; the longest run it would have is kept, the rest dropped
+   from the cache, so the answer is the greedy one in fewer steps. Beside it, in the same steps, the
    model's next likeliest first tokens are each continued greedily on a sequence of their own
    that shares the prompt's cells (``BRANCHES``): other answers the model nearly gave.
 3. ``", "cite": [`` is read in one batch; passage numbers are then chosen among valid ones only.
@@ -61,6 +65,8 @@ BRANCH_TOKENS = 32
 # Shorter answers the greedy one passes through, the likeliest first.
 PREFIXES = 3
 MAX_CANDIDATES = 1 + PREFIXES + BRANCHES
+# Prompt lookup: the answer's last tokens (at most this many) looked up in the prompt.
+LOOKUP_NGRAM = 3
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ class Drafter(SequenceReader):
     prompt: AnswerPrompt
     max_answer_tokens: int
     branch_seqs: tuple[KvSequence, ...] = ()
+    lookahead: int = 0  # tokens guessed per greedy step from the prompt; 0 decodes one a step
     # The last prompt planned: (question, chunk ids), its plan and tokens (one slot, one thread).
     _last_plan: tuple[tuple[str, tuple[str, ...]], PromptPlan, list[list[int]]] | None = field(
         default=None, init=False, repr=False)
@@ -145,7 +152,8 @@ class Drafter(SequenceReader):
         """The context the reply to ``question`` over ``passages`` may take, prompt included."""
         _, pieces = self._planned(question, passages)
         branches = len(self.branch_seqs) * BRANCH_TOKENS  # their prompt cells are shared
-        return sum(map(len, pieces)) + self.max_answer_tokens + REPLY_TOKENS + branches
+        return (sum(map(len, pieces)) + self.max_answer_tokens + REPLY_TOKENS + branches
+                + self.lookahead)
 
     def generate(self, question: str, passages: list[Passage],
                  on_delta: DeltaCallback | None = None, guard: Guard = NO_GUARD) -> Draft:
@@ -161,7 +169,7 @@ class Drafter(SequenceReader):
             p_found = choice_probability(verdict, self._true, self._false)
             found_probability = 0.5 if p_found is None else p_found
             if found_probability >= 0.5:
-                writers = self._write(first, on_delta, guard)
+                writers = self._write(first, head, on_delta, guard)
                 greedy = writers[0]
                 logprobs = greedy.logprobs
                 answer_tokens = len(logprobs)
@@ -200,14 +208,15 @@ class Drafter(SequenceReader):
         return pieces
 
     def _read_stored(self, plan: PromptPlan, pieces: list[list[int]], guard: Guard) -> list[int]:
-        """Every segment but the last into the sequence, stored passages from their states;
-        returns their tokens (nothing when the prompt is one segment)."""
+        """Every stored passage of ``plan`` into the sequence from its state, with the fresh
+        text between it and what the sequence holds (the fixed prefix, then what was appended
+        before it); returns the tokens of every segment but the last. Fresh text after the last
+        stored passage is left for the caller's read."""
         done: list[int] = []
         for segment, tokens in zip(plan.segments[:-1], pieces, strict=False):
             if segment.stored and self.prompt.states is not None:
-                self.prompt.states.append(self.seq, tokens, len(self.prefix), guard)
-            else:
-                self.engine.sync(self.seq, done + tokens, guard=guard)
+                self.prompt.states.append(self.seq, tokens, len(self.prefix), guard,
+                                          lead=done[len(self.seq.tokens):], fresh=segment.fresh)
             done += tokens
         return done
 
@@ -218,7 +227,7 @@ class Drafter(SequenceReader):
         return np.array([t for t in range(engine.n_vocab) if engine.piece(t)[:1] == b'"'],
                         dtype=np.intp)
 
-    def _write(self, logits: Logits, on_delta: DeltaCallback | None,
+    def _write(self, logits: Logits, prompt: list[int], on_delta: DeltaCallback | None,
                guard: Guard) -> list[_Writer]:
         """The greedy answer (streamed through ``on_delta``) and the branches, decoded side by
         side from the logits of the answer's first token; the greedy writer first. The token
@@ -230,23 +239,45 @@ class Drafter(SequenceReader):
             tokens.append(token)
         self.engine.fork(self.seq, [w.seq for w in writers[1:]])
         current = [logits] * len(writers)
+        written: list[int] = []  # the greedy answer's tokens, for the lookup
         try:
             while True:
-                reads = []
-                for writer, token, row in zip(writers, tokens, current, strict=True):
-                    if not writer.done and self._feed(writer, token, row, on_delta):
-                        reads.append(writer)
+                reads: list[tuple[int, list[int]]] = []  # writer, tokens to read
+                for i, (writer, token) in enumerate(zip(writers, tokens, strict=True)):
+                    if not writer.done and self._feed(writer, token, current[i], on_delta):
+                        guess = []
+                        if i == 0:
+                            written.append(token)
+                            guess = prompt_lookup(prompt, written, self.lookahead)
+                        reads.append((i, [token, *guess]))
                 if not reads:
                     break
-                rows = self.engine.extend_each([(w.seq, [tokens[writers.index(w)]])
-                                                for w in reads], guard)
-                for writer, row in zip(reads, rows, strict=True):
-                    writer.scanner.read()
-                    i = writers.index(writer)
-                    current[i], tokens[i] = row, int(np.argmax(row))
+                rows = self.engine.extend_each(
+                    [(writers[i].seq, read, range(len(read))) for i, read in reads], guard)
+                for (i, read), read_rows in zip(reads, rows, strict=True):
+                    writers[i].scanner.read()
+                    kept = self._accept(writers[i], read[1:], read_rows, on_delta)
+                    if kept < len(read) - 1:
+                        self.engine.truncate(writers[i].seq,
+                                             len(writers[i].seq.tokens) - (len(read) - 1 - kept))
+                    if i == 0:
+                        written += read[1:1 + kept]
+                    current[i] = read_rows[kept]
+                    tokens[i] = int(np.argmax(current[i]))
         finally:
             self.engine.clear(*(w.seq for w in writers[1:]))
         return writers
+
+    def _accept(self, writer: _Writer, guess: list[int], rows: list[Logits],
+                on_delta: DeltaCallback | None) -> int:
+        """How many guessed tokens greedy decoding would have chosen, each fed to ``writer``
+        (``rows[j]``: the logits after the read's j-th token); stops where the answer ends."""
+        for j, token in enumerate(guess):
+            if int(np.argmax(rows[j])) != token or not self._feed(writer, token, rows[j],
+                                                                  on_delta):
+                return j
+            writer.scanner.read()
+        return len(guess)
 
     def _feed(self, writer: _Writer, token: int, logits: Logits,
               on_delta: DeltaCallback | None) -> bool:
@@ -315,6 +346,19 @@ class Drafter(SequenceReader):
         if set(options.values()) == {"]"}:
             return {}
         return options
+
+
+def prompt_lookup(prompt: list[int], written: list[int], size: int) -> list[int]:
+    """Up to ``size`` tokens that followed the longest tail of ``written`` (at most
+    LOOKUP_NGRAM tokens) where it first occurs in ``prompt``; [] when no tail occurs."""
+    if size <= 0:
+        return []
+    for n in range(min(LOOKUP_NGRAM, len(written)), 0, -1):
+        tail = written[-n:]
+        for start in range(len(prompt) - n):
+            if prompt[start] == tail[0] and prompt[start:start + n] == tail:
+                return prompt[start + n:start + n + size]
+    return []
 
 
 def _candidates(writers: list[_Writer]) -> list[Candidate]:

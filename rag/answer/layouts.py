@@ -32,6 +32,7 @@ from rag.types import Chunk, Passage
 class Segment:
     text: str
     stored: bool = False  # a passage appended from its stored state, not read fresh
+    fresh: int = 0  # of a stored passage: its first tokens, read anew where it lands
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,13 @@ class ReusePrompt(RetrievalPrompt):
     states."""
 
     mode = "reuse"
-    # Two fresh: on the article's tuning split, 75 of 88 right with two, 70 with one, 75 when
-    # every passage is read fresh in this order (docs/performance.md).
-    fresh = 2
 
-    def __init__(self, engine: Engine, template: PromptTemplate, states: PassageStates) -> None:
+    def __init__(self, engine: Engine, template: PromptTemplate, states: PassageStates, *,
+                 fresh: int, fresh_tokens: int) -> None:
         super().__init__(engine, template)
         self.states = states
+        self.fresh = fresh  # the best passages read whole
+        self.fresh_tokens = fresh_tokens  # of every other one, its first tokens read anew
 
     def plan(self, question: str, passages: list[Passage]) -> PromptPlan:
         numbers = {n: p.chunk for n, p in enumerate(reversed(passages), start=1)}
@@ -98,7 +99,8 @@ class ReusePrompt(RetrievalPrompt):
         for n, chunk in numbers.items():
             if n <= stored:
                 segments += [Segment(f"{pending}[{n}]"),
-                             Segment(f" {self._shown(chunk)}\n\n", stored=True)]
+                             Segment(f" {self._shown(chunk)}\n\n", stored=True,
+                                     fresh=self.fresh_tokens)]
                 pending = ""
             else:
                 pending += f"[{n}] {self._shown(chunk)}" + ("\n\n" if n < len(numbers) else "")
@@ -165,7 +167,7 @@ def choose_layout(settings: Settings, engine: Engine, index: StoredIndex) -> Ans
     if settings.prompt_mode == "retrieval":
         return RetrievalPrompt(engine, template)
     if settings.prompt_mode == "reuse":
-        return reuse_layout(engine, template, index, settings.passage_states_mb)
+        return reuse_layout(engine, template, index, settings)
     chars = sum(d.chars for d in index.manifest.documents)
     # No token is longer than 16 characters here: a cheap bound before tokenizing it all.
     if settings.prompt_mode == "auto" and chars > 16 * settings.corpus_max_tokens:
@@ -183,11 +185,12 @@ def choose_layout(settings: Settings, engine: Engine, index: StoredIndex) -> Ans
 
 
 def reuse_layout(engine: Engine, template: PromptTemplate, index: StoredIndex,
-                 max_mb: int) -> ReusePrompt:
+                 settings: Settings) -> ReusePrompt:
     if not engine.can_shift:
         raise SettingsError(f"{engine.name}'s KV cache cannot be shifted, so stored passage "
                             "states cannot be reused: use RAG_PROMPT_MODE=retrieval")
     states = PassageStates(engine, index.path / KV_STATES, model=engine.model.identity,
                            template=template.version, build=selftest.build_id(),
-                           max_bytes=max_mb << 20)
-    return ReusePrompt(engine, template, states)
+                           max_bytes=settings.passage_states_mb << 20)
+    return ReusePrompt(engine, template, states, fresh=settings.reuse_fresh_passages,
+                       fresh_tokens=settings.reuse_fresh_tokens)

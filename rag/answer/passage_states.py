@@ -53,12 +53,14 @@ class PassageStates:
         self._size: int | None = None  # bytes stored, counted on the first write
 
     def append(self, seq: KvSequence, tokens: Sequence[int], context: int,
-               guard: Guard = NO_GUARD) -> None:
+               guard: Guard = NO_GUARD, *, lead: Sequence[int] = (), fresh: int = 0) -> None:
         """Append ``tokens`` to ``seq`` from their stored state, computed first (as read after
-        the first ``context`` tokens of ``seq``, the fixed prefix) when there is none."""
+        the first ``context`` tokens of ``seq``, the fixed prefix) when there is none. ``lead``
+        and the first ``fresh`` of ``tokens`` are read anew before the stored rest
+        (``Engine.insert_block``)."""
         path = self.folder / f"{token_digest(tokens)}.kv"
         guard.check()
-        if self.engine.insert_block(seq, path, tokens, context):
+        if self.engine.insert_block(seq, path, tokens, context, lead, fresh, guard):
             self.stats.loaded += 1
             _touch(path)
             return
@@ -66,11 +68,11 @@ class PassageStates:
             self._store(seq, tokens, context, path, guard)
         except OSError:  # a read-only or full disk: slower, never wrong
             self.stats.unsaved += 1
-            self.engine.extend(seq, tokens, guard=guard)
+            self.engine.extend(seq, [*lead, *tokens], guard=guard)
             return
         self.stats.computed += 1
         self.stats.stored_tokens += len(tokens)
-        if not self.engine.insert_block(seq, path, tokens, context):
+        if not self.engine.insert_block(seq, path, tokens, context, lead, fresh, guard):
             raise OSError(f"llama.cpp could not load the passage state it just wrote: {path}")
 
     def size_bytes(self) -> int:

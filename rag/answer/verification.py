@@ -102,10 +102,12 @@ class Verifier(SequenceReader):
             seqs = self.check_seqs[:len(group)]
             self.engine.fork(self.seq, seqs)
             try:
-                rows = self.engine.extend_each(list(zip(seqs, group, strict=True)), guard)
+                rows = self.engine.extend_each([(seq, tail, (-1,))
+                                                for seq, tail in zip(seqs, group, strict=True)],
+                                               guard)
             finally:
                 self.engine.clear(*seqs)
-            found += [choice_probability(row, self._yes, self._no) or 0.0 for row in rows]
+            found += [choice_probability(row, self._yes, self._no) or 0.0 for row, in rows]
         return found
 
     def _verdict_alone(self, tail: list[int], guard: Guard) -> float:

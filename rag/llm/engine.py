@@ -200,25 +200,28 @@ class Engine:
                 rows[start + mark] = row
         return [rows[i % len(tokens)] for i in outputs]
 
-    def extend_each(self, reads: Sequence[tuple[KvSequence, Sequence[int]]],
-                    guard: Guard = NO_GUARD) -> list[Logits]:
+    def extend_each(self, reads: Sequence[tuple[KvSequence, Sequence[int], Sequence[int]]],
+                    guard: Guard = NO_GUARD) -> list[list[Logits]]:
         """Read each sequence's own tokens after what it holds, side by side in shared
         ``llama_decode`` calls (a batch of candidate answers, one token each, costs about one
-        step); the logits at each sequence's last token, in order."""
-        if not reads or not all(tokens for _, tokens in reads):
+        step); for each read, the logits at its ``outputs`` (indices into its tokens, negative
+        from the end), in that order."""
+        if not reads or not all(tokens for _, tokens, _ in reads):
             raise ValueError("nothing to read")
-        self._check_room(sum(len(tokens) for _, tokens in reads))
+        self._check_room(sum(len(tokens) for _, tokens, _ in reads))
+        parts: list[Part] = [(seq, list(tokens), tuple(sorted({i % len(tokens) for i in outputs})))
+                             for seq, tokens, outputs in reads]
         if self.scheduler is not None:
-            rows = self.scheduler.read_many([(seq, tokens, (len(tokens) - 1,))
-                                             for seq, tokens in reads], guard)
-            return [row[len(tokens) - 1] for row, (_, tokens) in zip(rows, reads, strict=True)]
-        found: list[Logits] = []
-        for batch in _batches([list(tokens) for _, tokens in reads], self.n_batch):
-            guard.check()
-            parts: list[Part] = [(reads[i][0], tokens, (len(tokens) - 1,))
-                                 for i, tokens in batch]
-            found += [rows[0] for rows in self._decode_parts(parts)]
-        return found
+            found = self.scheduler.read_many(parts, guard)
+        else:
+            found = []
+            for batch in _batches([tokens for _, tokens, _ in parts], self.n_batch):
+                guard.check()
+                for i, rows in zip(batch, self._decode_parts([parts[i] for i in batch]),
+                                   strict=True):
+                    found.append(dict(zip(parts[i][2], rows, strict=True)))
+        return [[rows[i % len(tokens)] for i in outputs]
+                for rows, (_, tokens, outputs) in zip(found, reads, strict=True)]
 
     def fork(self, source: KvSequence, targets: Sequence[KvSequence]) -> None:
         """Make each target hold what ``source`` holds, its cells shared, not read again."""
@@ -307,25 +310,33 @@ class Engine:
             finally:
                 self._clear_scratch()
 
-    def insert_block(self, seq: KvSequence, path: Path, tokens: Sequence[int],
-                     origin: int) -> bool:
+    def insert_block(self, seq: KvSequence, path: Path, tokens: Sequence[int], origin: int,
+                     lead: Sequence[int] = (), fresh: int = 0,
+                     guard: Guard = NO_GUARD) -> bool:
         """Append the block saved at ``path`` (read at positions from ``origin``) to ``seq``,
-        shifted to follow what ``seq`` holds. False, and ``seq`` untouched, unless the file
-        loads and holds exactly ``tokens``."""
-        self._check_room(len(tokens))
-        scratch, lib = self._scratch, self._lib
+        shifted to follow what ``seq`` holds. ``lead`` (text before the block) and the block's
+        first ``fresh`` tokens are read anew in one call, so they attend to everything before
+        them; the rest comes from the file. False, and ``seq`` untouched, unless the file loads
+        and holds exactly ``tokens``."""
+        self._check_room(len(lead) + len(tokens))
+        scratch, lib, fresh = self._scratch, self._lib, min(fresh, len(tokens))
         with self._scratch_lock:
             if not self.load(scratch, path, tokens):
                 return False
             try:
-                shift = len(seq.tokens) - origin
+                if read := [*lead, *tokens[:fresh]]:
+                    self.extend(seq, read, guard=guard)
+                shift = len(seq.tokens) - fresh - origin
                 with self._llama:
+                    if fresh:
+                        lib.llama_memory_seq_rm(self._memory, scratch.seq_id, origin,
+                                                origin + fresh)
                     if shift:
                         lib.llama_memory_seq_add(self._memory, scratch.seq_id, -1, -1, shift)
                     lib.llama_memory_seq_cp(self._memory, scratch.seq_id, seq.seq_id, -1, -1)
             finally:
                 self._clear_scratch()
-        seq.tokens.extend(tokens)
+        seq.tokens.extend(tokens[fresh:])
         return True
 
     def close(self) -> None:
@@ -433,17 +444,19 @@ def first_token_ids(engine: Engine, words: tuple[str, ...]) -> list[int]:
     return sorted({engine.tokenize(w)[0] for w in words})
 
 
-def _batches(reads: list[list[int]], size: int) -> Iterator[list[tuple[int, list[int]]]]:
-    """The reads (index, tokens) grouped in order into batches of at most ``size`` tokens; a
+def _batches(reads: list[list[int]], size: int) -> Iterator[list[int]]:
+    """The indices of the reads grouped in order into batches of at most ``size`` tokens; a
     read longer than ``size`` is refused (a candidate's read is a few tokens)."""
-    batch: list[tuple[int, list[int]]] = []
+    batch: list[int] = []
+    used = 0
     for i, tokens in enumerate(reads):
         if len(tokens) > size:
             raise ValueError(f"a read of {len(tokens)} tokens does not fit one batch of {size}")
-        if sum(len(t) for _, t in batch) + len(tokens) > size:
+        if used + len(tokens) > size:
             yield batch
-            batch = []
-        batch.append((i, tokens))
+            batch, used = [], 0
+        batch.append(i)
+        used += len(tokens)
     if batch:
         yield batch
 

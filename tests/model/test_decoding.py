@@ -2,6 +2,7 @@
 parts cost one llama_decode call each, cancellation stops within a step, saved KV prefixes are
 used only where they belong."""
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -64,7 +65,8 @@ def _prompt(pipeline: Pipeline, mode: str) -> AnswerPrompt:
 def test_free_text_equals_a_reference_greedy_decode(pipeline: Pipeline, reference_llama: object,
                                                    mode: str) -> None:
     prompt, engine = _prompt(pipeline, mode), pipeline.drafter.engine
-    drafter = Drafter(engine, engine.sequence("answer"), prompt, DEFAULTS.max_answer_tokens)
+    drafter = Drafter(engine, engine.sequence("answer"), prompt, DEFAULTS.max_answer_tokens,
+                      lookahead=DEFAULTS.lookahead_tokens)
     passages = pipeline.retriever.search(QUESTION, 4)
     draft = drafter.generate(QUESTION, passages)
     assert draft.found and "Motegi" in draft.answer
@@ -73,6 +75,26 @@ def test_free_text_equals_a_reference_greedy_decode(pipeline: Pipeline, referenc
     tokens = engine.tokenize(plan.text + FOUND_KEY) + engine.tokenize(ANSWER_OPENING)
     assert _reference_answer(reference_llama, tokens).strip() == draft.answer
     assert set(draft.cited) <= {p.chunk for p in passages}, "only retrieved passages are cited"
+
+
+def test_guessing_tokens_from_the_prompt_keeps_the_greedy_answer_in_fewer_steps(
+        pipeline: Pipeline) -> None:
+    """Prompt-lookup decoding: the same answer and candidates as one token a step (the branches
+    beside it included), and fewer steps where the answer is copied from a passage."""
+    guessing = pipeline.drafter
+    plain = dataclasses.replace(guessing, lookahead=0)
+    assert guessing.lookahead > 0
+    steps = {"plain": 0, "guessing": 0}
+    for question in (QUESTION, "Where did Motegi speak to reporters?",
+                     "What did South Korea say it would do with GSOMIA?"):
+        passages = pipeline.retriever.search(question, 4)
+        one, many = plain.generate(question, passages), guessing.generate(question, passages)
+        assert many.found and many.answer == one.answer and many.cited == one.cited
+        assert [c.text for c in many.candidates] == [c.text for c in one.candidates]
+        assert many.answer_logprob == pytest.approx(one.answer_logprob, abs=0.02)
+        steps["plain"] += one.decode_calls
+        steps["guessing"] += many.decode_calls
+    assert steps["guessing"] < steps["plain"], steps
 
 
 def test_each_forced_segment_is_one_decode_call(pipeline: Pipeline) -> None:
@@ -85,7 +107,7 @@ def test_each_forced_segment_is_one_decode_call(pipeline: Pipeline) -> None:
     reads = [call for call in recorded if call.tokens or call.side]  # a fork reads nothing
     calls = [(len(call.tokens), len(call.outputs)) for call in reads if not call.side]
     # Candidate answers decoded side by side: one call per step, a token per sequence.
-    side = [sum(len(tokens) for _, _, tokens in call.side) for call in reads if call.side]
+    side = [sum(len(tokens) for _, _, tokens, _ in call.side) for call in reads if call.side]
     batched = [c for c in calls if c[0] > 1]
     singles = [c for c in calls if c[0] == 1]
     # the question with '{"found": true, "answer": "' (two outputs: verdict and first token),
@@ -93,7 +115,8 @@ def test_each_forced_segment_is_one_decode_call(pipeline: Pipeline) -> None:
     assert len(batched) >= 2 and batched[0][1] == 2 and batched[1][1] == 1
     assert draft.decode_calls == len(reads)
     assert draft.decode_steps == len(singles) + side.count(1)
-    assert draft.answer_tokens <= len(singles) + len(side)
+    # Guessed tokens are read beside the one chosen, so a call may hold several answer tokens.
+    assert draft.answer_tokens <= len(singles) + sum(side)
     assert len(singles) <= draft.answer_tokens + 2 * len(draft.cited)
     segment = engine.tokenize(" one two three four five six seven eight nine ten")
     before = engine.stats.calls

@@ -34,14 +34,15 @@ def _divergence(reference: Logits, other: Logits) -> float:
 
 
 def _read(engine: Engine, seq: KvSequence, parts: list[list[int]], stored: int,
-          states: PassageStates | None, context: int) -> Logits:
+          states: PassageStates | None, context: int, fresh: int = 0) -> Logits:
     """Read ``parts`` after the first ``context`` tokens of ``seq``; part ``stored`` from
-    ``states`` when given, else everything fresh. The logits after the last token."""
+    ``states`` when given (its first ``fresh`` tokens read anew), else everything fresh. The
+    logits after the last token."""
     engine.truncate(seq, context)
     logits: Logits | None = None
     for i, tokens in enumerate(parts):
         if i == stored and states is not None:
-            states.append(seq, tokens, context)
+            states.append(seq, tokens, context, fresh=fresh)
         else:
             logits = engine.extend(seq, tokens)[0]
     assert logits is not None
@@ -93,6 +94,26 @@ def test_a_passage_shifted_far_from_where_it_was_read_still_predicts_like_a_full
     assert _divergence(full, shifted) < 0.05
 
 
+@pytest.mark.parametrize("fresh", [4, 16])
+def test_a_stored_passage_with_its_first_tokens_read_anew_predicts_like_a_full_read(
+        reader: tuple[Engine, KvSequence, int, list[list[int]]], tmp_path: Path,
+        fresh: int) -> None:
+    """EPIC: the passage's first ``fresh`` tokens are read where it lands, the rest comes from
+    its state shifted 200 positions; only those tokens and the question are read."""
+    engine, seq, context, parts = reader
+    states = _states(engine, tmp_path)
+    padded = [engine.tokenize(" Note." * 100) + parts[0], *parts[1:]]
+    full = _read(engine, seq, padded, 1, None, context)
+    _read(engine, seq, padded, 1, states, context)  # computes the state
+    before = engine.stats.tokens
+    anew = _read(engine, seq, padded, 1, states, context, fresh=fresh)
+    read = engine.stats.tokens - before
+    engine.truncate(seq, context)
+    assert read == len(padded[0]) + fresh + len(padded[2])
+    assert int(np.argmax(full)) == int(np.argmax(anew))
+    assert _divergence(full, anew) < 0.05
+
+
 def test_a_state_is_never_loaded_for_another_template_model_build_or_text(
         reader: tuple[Engine, KvSequence, int, list[list[int]]], tmp_path: Path) -> None:
     engine, seq, context, parts = reader
@@ -137,7 +158,7 @@ def test_the_store_keeps_within_its_bound_deleting_what_was_used_longest_ago(
 def test_the_reuse_layout_answers_from_stored_passages(pipeline: Pipeline) -> None:
     engine = pipeline.drafter.engine
     template = load_template(DEFAULTS.prompt, DEFAULTS.prompts_dir)
-    prompt = reuse_layout(engine, template, pipeline.index, DEFAULTS.passage_states_mb)
+    prompt = reuse_layout(engine, template, pipeline.index, DEFAULTS)
     assert isinstance(prompt, ReusePrompt) and prompt.states is not None
     drafter = Drafter(engine, engine.sequence("answer"), prompt, DEFAULTS.max_answer_tokens)
     question = "Who is Japan's foreign minister quoted in the article?"
@@ -148,8 +169,15 @@ def test_the_reuse_layout_answers_from_stored_passages(pipeline: Pipeline) -> No
     assert sum(map(len, drafter._tokens(plan))) == len(
         engine.tokenize(plan.text + '{"found":')), "segments tokenize as the whole text does"
     first = drafter.generate(question, passages)
+    read_before = engine.stats.tokens
     again = drafter.generate(question, passages)
     assert prompt.states.stats.loaded >= 2
+    stored = sum(len(t) for s, t in zip(plan.segments, drafter._tokens(plan), strict=True)
+                 if s.stored)
+    # Read: the prompt but its fixed prefix and stored passages, and the reply (its forced
+    # parts, the answer and the guesses beside it: at most 64 tokens here).
+    fresh = again.prompt_tokens - len(drafter.prefix) - stored
+    assert fresh <= engine.stats.tokens - read_before <= fresh + 64, (len(drafter.prefix), stored)
     assert first.found and "Motegi" in first.answer and again.answer == first.answer
     assert set(first.cited) <= {p.chunk for p in passages}
     engine.truncate(drafter.seq, 0)
