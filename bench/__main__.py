@@ -164,13 +164,20 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
             _phase("answer latency on several documents larger than the context: full read "
                    "against stored passages")
             scoped = settings.replace(index_dir=work / "squad-index")
-            build_index(scoped, sorted((SQUAD / "docs").glob("*.txt")), embedder)
+            docs = sorted((SQUAD / "docs").glob("*.txt"))
+            build_index(scoped, docs, embedder)
             sample = select(load_gold(SQUAD / "gold.jsonl"), None, profile["squad_questions"], 13)
+            measured = {name: _layout(chosen.replace(index_dir=scoped.index_dir), embedder,
+                                      sample, floor)
+                        for name, chosen in layouts.items() if chosen.prompt_mode != "corpus"}
+            naive = NaivePipeline("\n\n".join(d.read_text(encoding="utf-8") for d in docs),
+                                  embedder, settings)
+            reference = latency.measure_naive(naive, [item.question for item in sample])
+            del naive
             results["answer_latency_documents"] = {
-                "corpus": "SQuAD 2.0 dev, 2 articles in one index", "modes": {
-                    name: _layout(chosen.replace(index_dir=scoped.index_dir), embedder, sample,
-                                  floor)
-                    for name, chosen in layouts.items() if chosen.prompt_mode != "corpus"}}
+                "corpus": "SQuAD 2.0 dev, 2 articles in one index", "naive": reference,
+                "modes": {name: result | latency.ratios(result, reference)
+                          for name, result in measured.items()}}
 
     if "uploads" in phases:
         _phase("documents uploaded to two replicas: upload to answerable, beside a full rebuild")

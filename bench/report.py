@@ -42,7 +42,7 @@ def _latency(results: dict[str, Any], add: Add) -> None:
     for mode, lat in modes.items():
         add(f"| answer p50, {mode} layout ({lat['model']}, {lat['questions']} q) | "
             f"{lat['pipeline_p50_s']:.2f} s | naive {naive['naive_p50_s']:.2f} s | "
-            f"{lat['ratio_pipeline_to_naive_p50']:.2f} | ≤ 0.4 |")
+            f"{lat['ratio_pipeline_to_naive_p50']:.2f} | ≤ 0.5 |")
         add(f"| answer p95, {mode} layout | {lat['pipeline_p95_s']:.2f} s | naive "
             f"{naive['naive_p95_s']:.2f} s | {lat['ratio_pipeline_to_naive_p95']:.2f} | ≤ 0.6 |")
         if "floor_p50_s" in lat:
@@ -78,6 +78,11 @@ def _layouts(corpus: str, modes: dict[str, dict[str, Any]], add: Add) -> None:
 
 def _documents(results: dict[str, Any], add: Add) -> None:
     documents = results["answer_latency_documents"]
+    naive = documents["naive"]
+    for mode, lat in documents["modes"].items():
+        add(f"| {documents['corpus']}, answer p50, {mode} layout | {lat['pipeline_p50_s']:.2f} s"
+            f" | naive {naive['naive_p50_s']:.2f} s | {lat['ratio_pipeline_to_naive_p50']:.2f} "
+            "| ≤ 0.5 |")
     _layouts(documents["corpus"], documents["modes"], add)
 
 
