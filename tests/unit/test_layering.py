@@ -86,7 +86,8 @@ def test_rag_never_imports_eval_bench_or_tests() -> None:
 
 
 # What a test may import of tests/: the shared helpers, never another test module.
-TEST_HELPERS = {"tests.conftest", "tests.documents", "tests.servers", "tests.gold_review"}
+TEST_HELPERS = {"tests.conftest", "tests.documents", "tests.servers", "tests.gold_review",
+                "tests.fake_engine"}
 
 
 def _imported(path: Path) -> set[str]:
