@@ -1,13 +1,18 @@
 """The real service: `rag serve` in a subprocess on 127.0.0.1, real models, a real HTTP client."""
 
+import importlib.util
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
 import jsonschema
+import msgspec
 import openai
 import pytest
 
@@ -180,7 +185,8 @@ def test_index_description_and_openapi_schema(server: Server) -> None:
     assert "/v1/ask" in schema["paths"] and "/v1/chat/completions" in schema["paths"]
 
 
-def test_a_real_answer_is_exactly_what_the_openapi_schema_describes(server: Server) -> None:
+def test_a_real_answer_is_exactly_what_the_openapi_schema_describes(server: Server,
+                                                                   tmp_path: Path) -> None:
     """Every field of an answer, its citations, passages and timings is named in the schema's
     component for /v1/ask, and nothing else is: a client generated from it parses the answer."""
     schema = httpx.get(f"{server.url}/schema/openapi.json").json()
@@ -200,6 +206,33 @@ def test_a_real_answer_is_exactly_what_the_openapi_schema_describes(server: Serv
     for field, value in shown.items():
         assert set(value) == named(body["properties"][field]["items"]["$ref"].rsplit("/", 1)[1])
     assert set(answer["timings"]) == named(body["properties"]["timings"]["$ref"].rsplit("/")[-1])
+    client = _generated_client(schema, tmp_path)
+    parsed = msgspec.json.decode(json.dumps(answer), type=getattr(client, body["title"]))
+    assert msgspec.to_builtins(parsed) == answer
+
+
+def _generated_client(schema: dict[str, Any], folder: Path) -> ModuleType:
+    """Typed records generated from the schema (datamodel-code-generator, msgspec Structs), as
+    a client would generate them, imported as a module."""
+    from datamodel_code_generator import (
+        DataModelType,
+        Formatter,
+        GenerateConfig,
+        InputFileType,
+        generate,
+    )
+
+    code = generate(json.dumps(schema), config=GenerateConfig(
+        input_file_type=InputFileType.OpenAPI, output_model_type=DataModelType.MsgspecStruct,
+        formatters=[Formatter.BUILTIN]))
+    path = folder / "rag_client.py"
+    path.write_text(str(code), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("rag_client", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rag_client"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_two_concurrent_requests_both_succeed_and_health_stays_fast(server: Server) -> None:
