@@ -153,6 +153,12 @@ def _ascii(char: str) -> int:
     return ord(char) if ord(char) < SPACED else ord("?")
 
 
+def continuing(text: str, reply: str) -> str:
+    """What is left of ``reply`` after what the assistant turn that ``text`` ends in holds."""
+    written = text.rsplit("<|im_start|>assistant\n", 1)[-1]
+    return reply[len(written):] if reply.startswith(written) else ""
+
+
 def reader_script(answers: dict[str, str], cite: str = "1") -> Script:
     """A model that answers each question of ``answers`` (found when the answer is in its
     prompt), cites passage ``cite`` and says "not found" to any other question."""
