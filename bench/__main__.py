@@ -152,7 +152,8 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
         scale.plot(results["retrieval_scale"], str(RESULTS / "retrieval_scale.png"))
 
     if "latency" in phases:
-        _phase("answer latency: every prompt layout and the llama.cpp floor, then naive")
+        _phase("answer latency: every prompt layout" + (" and the llama.cpp floor" if floor
+                                                          else "") + ", then naive")
         modes = {name: _layout(chosen, embedder, items, floor)
                  for name, chosen in layouts.items()}
         naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder, settings)

@@ -1,8 +1,9 @@
 """Prompt layouts: how the passages reach the model, and what each passage number means.
 
 Three prompt layouts (setting ``prompt_mode``): *retrieval* shows the retrieved passages, read
-in full for every question; *reuse* shows them too, best last, every one but the best two
-appended from its stored KV state (``rag.answer.passage_states``); *corpus*, for corpora that
+in full for every question; *reuse* shows them too, best last, every one but the best few
+(two by default) appended from its stored KV state (``rag.answer.passage_states``), its first
+tokens optionally read anew where it lands; *corpus*, for corpora that
 fit a token budget, shows every chunk in document order as one fixed prefix (read once, saved
 beside the index by ``rag.llm.kv_state``), so a question costs only its own tokens. Either way
 the retriever decides the citation candidates: the model may cite the retrieved passages only.
@@ -79,7 +80,8 @@ class ReusePrompt(RetrievalPrompt):
     """The retrieved passages best last, next to the question, numbered in the order shown. The
     best ``fresh`` are read fresh with the question, so they attend to everything before them
     (passages stored alone do not see each other); the others are appended from their stored
-    states."""
+    states, each after its number and its first ``fresh_tokens`` tokens read anew (EPIC: the
+    block's first tokens, which every later token of it attends to, see what precedes it)."""
 
     mode = "reuse"
 
