@@ -90,7 +90,7 @@ def main() -> None:
                                                            work / "builds")
         if phases - {"llama-builds"}:
             layouts = _layout_settings(settings, [m for m in args.layouts.split(",") if m],
-                               [v for v in args.reuse.split(",") if v])
+                                       [v for v in args.reuse.split(",") if v])
             _run_pipeline_phases(phases, profile, settings, work, results, layouts,
                                  documents=not args.no_documents, floor=not args.no_floor)
     results["duration_s"] = time.perf_counter() - started
@@ -103,7 +103,7 @@ def main() -> None:
 
 
 def _layout_settings(settings: Settings, modes: list[str],
-             reuse: list[str]) -> dict[str, Settings]:
+                     reuse: list[str]) -> dict[str, Settings]:
     """Each layout measured, by name; the reuse layout once per variant, the one reading fewest
     passages whole first (its cold pass stores every passage the others append)."""
     layouts: dict[str, Settings] = {}
@@ -156,9 +156,8 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
                                                           else "") + ", then naive")
         modes = {name: _layout(chosen, embedder, items, floor)
                  for name, chosen in layouts.items()}
-        naive = NaivePipeline(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder, settings)
-        reference = latency.measure_naive(naive, questions)
-        del naive
+        reference = _naive(BUNDLED_CORPUS.read_text(encoding="utf-8"), embedder, settings,
+                           questions)
         results["answer_latency"] = {"naive": reference, "modes": {
             mode: result | latency.ratios(result, reference) for mode, result in modes.items()}}
         if documents and SQUAD.is_dir():
@@ -171,10 +170,8 @@ def _run_pipeline_phases(phases: set[str], profile: dict[str, Any], settings: Se
             measured = {name: _layout(chosen.replace(index_dir=scoped.index_dir), embedder,
                                       sample, floor)
                         for name, chosen in layouts.items() if chosen.prompt_mode != "corpus"}
-            naive = NaivePipeline("\n\n".join(d.read_text(encoding="utf-8") for d in docs),
-                                  embedder, settings)
-            reference = latency.measure_naive(naive, [item.question for item in sample])
-            del naive
+            reference = _naive("\n\n".join(d.read_text(encoding="utf-8") for d in docs),
+                               embedder, settings, [item.question for item in sample])
             results["answer_latency_documents"] = {
                 "corpus": "SQuAD 2.0 dev, 2 articles in one index", "naive": reference,
                 "modes": {name: result | latency.ratios(result, reference)
@@ -224,6 +221,16 @@ def _count_changed_answers(results: dict[str, Any]) -> None:
         for level, reference in zip(levels, runs["1"], strict=True):
             level["answers_changed"], level["answers_compared"] = service.differing(
                 level, reference["answers"])
+
+
+def _naive(text: str, embedder: Embedder, settings: Settings,
+           questions: list[str]) -> dict[str, Any]:
+    """The naive baseline over ``text``, its model closed before the next phase loads one."""
+    naive = NaivePipeline(text, embedder, settings)
+    try:
+        return latency.measure_naive(naive, questions)
+    finally:
+        naive.llm.close()
 
 
 def _layout(settings: Settings, embedder: Embedder, items: list[GoldItem],

@@ -255,11 +255,11 @@ class Drafter(SequenceReader):
                 rows = self.engine.extend_each(
                     [(writers[i].seq, read, range(len(read))) for i, read in reads], guard)
                 for (i, read), read_rows in zip(reads, rows, strict=True):
-                    writers[i].scanner.read()
-                    kept = self._accept(writers[i], read[1:], read_rows, on_delta)
-                    if kept < len(read) - 1:
-                        self.engine.truncate(writers[i].seq,
-                                             len(writers[i].seq.tokens) - (len(read) - 1 - kept))
+                    writer = writers[i]
+                    writer.scanner.read()
+                    kept = self._accept(writer, read[1:], read_rows, on_delta)
+                    if rejected := len(read) - 1 - kept:
+                        self.engine.truncate(writer.seq, len(writer.seq.tokens) - rejected)
                     if i == 0:
                         written += read[1:1 + kept]
                     current[i] = read_rows[kept]

@@ -36,11 +36,11 @@ class Call:
 def recording(engine: Engine) -> Iterator[list[Call]]:
     """Record every read the engine makes, every stored block it appends and every fork."""
     calls: list[Call] = []
-    in_block = [False]  # a block's own reads are replayed with the block, not apart
+    in_block = False  # a block's own reads are replayed with the block, not apart
 
     def extend(seq: KvSequence, tokens: Sequence[int], outputs: Sequence[int] = (-1,),
                guard: Guard = NO_GUARD) -> list[Logits]:
-        if not in_block[0]:
+        if not in_block:
             calls.append(Call(seq, len(seq.tokens), list(tokens), tuple(outputs)))
         return Engine.extend(engine, seq, tokens, outputs, guard)
 
@@ -53,13 +53,14 @@ def recording(engine: Engine) -> Iterator[list[Call]]:
 
     def insert_block(seq: KvSequence, path: Path, tokens: Sequence[int], origin: int,
                      lead: Sequence[int] = (), fresh: int = 0, guard: Guard = NO_GUARD) -> bool:
+        nonlocal in_block
         calls.append(Call(seq, len(seq.tokens), list(tokens), block=path, origin=origin,
                           lead=tuple(lead), fresh=fresh))
-        in_block[0] = True
+        in_block = True
         try:
             return Engine.insert_block(engine, seq, path, tokens, origin, lead, fresh, guard)
         finally:
-            in_block[0] = False
+            in_block = False
 
     def fork(source: KvSequence, targets: Sequence[KvSequence]) -> None:
         if targets:  # a fork into no sequence reads and shares nothing
